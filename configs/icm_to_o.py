@@ -1,0 +1,14 @@
+"""Protocol ICM->O: train on I & C & M, test on O.
+
+  python launch.py --config=configs/icm_to_o.py --workdir=workdirs/icm_to_o
+  python launch.py --config=configs/icm_to_o.py:synthetic --workdir=workdirs/icm_to_o_synth
+
+Arguments (comma-separated after ':'): see configs/common.py.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  """Returns the config of this protocol for the argument string."""
+  return common.protocol_config('icm', 'o', arg)

@@ -1,0 +1,1 @@
+"""fasjax: multi-task one-side meta triplet face anti-spoofing in JAX."""

@@ -1,0 +1,81 @@
+"""From a config to the run's data: the source training stream and eval sets.
+
+The built-in `synthetic_fas` benchmark is generated on first use (locally,
+procedurally, no network); a real dataset that is not prepared stops the run
+with the `tfds build` command that prepares it.
+"""
+
+import dataclasses
+from typing import Callable, Iterator
+
+from absl import logging
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from fasjax import input_pipeline
+
+Batches = Callable[[], Iterator[dict[str, np.ndarray]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+  """The training stream and the eval sets (name -> batch iterator factory)."""
+  train: tf.data.Dataset
+  target: dict[str, Batches]
+  dev: dict[str, Batches]
+
+
+def depth_size(config: ml_collections.ConfigDict) -> int:
+  """Side of the depth map: f's resolution, the input size over 8."""
+  return config.model.image_size // 8
+
+
+def _split_builder(builder: str) -> tuple[str, str | None]:
+  name, _, config = builder.partition('/')
+  return name, config or None
+
+
+def load(config: ml_collections.ConfigDict, domain: str,
+         splits: list[str]) -> tf.data.Dataset:
+  """Raw examples of one domain's splits, preparing synthetic data if needed."""
+  name, builder_config = _split_builder(config.data.builders[domain])
+  try:
+    return input_pipeline.load_domain(name, builder_config, splits,
+                                      config.data.data_dir)
+  except input_pipeline.DatasetNotPreparedError:
+    if name != 'synthetic_fas':
+      raise
+  from fasjax.datasets import prepare_synthetic  # pylint: disable=g-import-not-at-top
+  logging.info('Generating synthetic_fas/%s into %s (first use).',
+               builder_config, config.data.data_dir or 'the tfds default dir')
+  prepare_synthetic.prepare([builder_config], config.data.data_dir)
+  return input_pipeline.load_domain(name, builder_config, splits,
+                                    config.data.data_dir)
+
+
+def eval_sets(config: ml_collections.ConfigDict, domains: list[str],
+              splits: list[str]) -> dict[str, Batches]:
+  """Per domain, a factory of fresh eval batch iterators over `splits`."""
+  def factory(dataset: tf.data.Dataset) -> Batches:
+    return lambda: input_pipeline.eval_batches(
+        dataset, batch_size=config.eval_batch_size,
+        image_size=config.model.image_size, depth_size=depth_size(config))
+  return {d: factory(load(config, d, splits)) for d in domains}
+
+
+def make(config: ml_collections.ConfigDict, start_step: int) -> RunData:
+  """The training stream from `start_step` on, the target and dev eval sets."""
+  sources = [load(config, d, list(config.data.train_splits))
+             for d in config.data.sources]
+  train = input_pipeline.train_dataset(
+      sources, per_class_batch=config.data.per_class_batch,
+      image_size=config.model.image_size, depth_size=depth_size(config),
+      seed=config.seed, flip=config.data.flip,
+      shuffle_buffer=config.data.shuffle_buffer, start_step=start_step)
+  return RunData(
+      train=train,
+      target=eval_sets(config, [config.data.target],
+                       list(config.data.target_splits)),
+      dev=eval_sets(config, list(config.data.dev_domains),
+                    list(config.data.dev_splits)))

@@ -1,0 +1,1 @@
+"""tfds builders; importing this package registers them (`tfds build --imports=fasjax.datasets`)."""

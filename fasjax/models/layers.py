@@ -1,0 +1,63 @@
+"""Shared building blocks: the 3x3 conv + BatchNorm + ReLU unit and channel scaling.
+
+Every conv of the MADDG/RFMetaFAS network is 3x3, stride 1, SAME, followed by
+BatchNorm and ReLU. The convs carry no bias (as in MADDG): a bias in front of
+BatchNorm is cancelled by the mean subtraction, so dropping it changes nothing
+but the parameter count. Convs use Glorot-normal initialisation (the reference
+code's `xavier_normal_`); BatchNorm starts at scale 1, bias 0 (the reference's
+`uniform(0.02, 1)` scale init is a known slip, see third_party/NOTES.md).
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# Flax momentum is the weight of the *old* running average: 0.9 here is
+# PyTorch's default momentum of 0.1.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def scaled(channels: int, width: float) -> int:
+  """Channel count `channels` scaled by the width multiplier (at least 4)."""
+  return max(4, int(round(channels * width)))
+
+
+class ConvBNReLU(nn.Module):
+  """3x3 conv (stride 1, SAME, no bias), BatchNorm, ReLU."""
+  features: int
+  kernel_size: int = 3
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """Applies the unit; `train` selects batch statistics."""
+    x = nn.Conv(self.features, (self.kernel_size, self.kernel_size),
+                padding='SAME', use_bias=False, dtype=self.dtype,
+                kernel_init=nn.initializers.glorot_normal())(x_BxHxWxC)
+    x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
+                     epsilon=BN_EPSILON, dtype=self.dtype)(x)
+    return nn.relu(x)
+
+
+def max_pool2(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
+  """2x2 max pooling, stride 2."""
+  return nn.max_pool(x_BxHxWxC, (2, 2), strides=(2, 2))
+
+
+def avg_pool_to(x_BxHxWxC: jnp.ndarray, size: int) -> jnp.ndarray:
+  """Average-pools a square map down to `size` x `size` (integer factor)."""
+  factor = x_BxHxWxC.shape[1] // size
+  if factor == 1:
+    return x_BxHxWxC
+  return nn.avg_pool(x_BxHxWxC, (factor, factor), strides=(factor, factor))
+
+
+def upsample2(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
+  """Bilinear 2x up-sampling."""
+  b, h, w, c = x_BxHxWxC.shape
+  return jax.image.resize(x_BxHxWxC, (b, 2 * h, 2 * w, c), method='bilinear')

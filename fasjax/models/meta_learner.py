@@ -1,0 +1,39 @@
+"""Meta learner M: conv 128 (pool) -> 256 (pool) -> 512 -> GAP -> embedding -> logit.
+
+The 512-d embedding (L2-normalised by default) carries the one-side triplet
+loss; a linear layer maps it to one logit, sigmoid(logit) = P(live).
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from fasjax import losses
+from fasjax.models import layers
+
+CHANNELS = (128, 256, 512)
+
+
+class MetaLearner(nn.Module):
+  """Classifier whose parameters the inner meta step adapts."""
+  width: float = 1.0
+  normalize_embedding: bool = True
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxhxwxC: jnp.ndarray,
+               train: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Returns (embedding [B, E], logit [B])."""
+    x = x_BxhxwxC
+    for i, channels in enumerate(CHANNELS):
+      x = layers.ConvBNReLU(layers.scaled(channels, self.width),
+                            dtype=self.dtype, name=f'conv{i + 1}')(x, train)
+      if i < 2:
+        x = layers.max_pool2(x)
+    embedding = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+    # The logit reads the raw pooled feature, as the reference classifier does;
+    # normalisation shapes only the triplet geometry.
+    logit = nn.Dense(1, name='fc', kernel_init=nn.initializers.glorot_normal(),
+                     dtype=jnp.float32)(embedding)[..., 0]
+    if self.normalize_embedding:
+      embedding = losses.l2_normalize(embedding)
+    return embedding, logit

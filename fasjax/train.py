@@ -1,0 +1,189 @@
+"""Training and checkpointed evaluation of one protocol run.
+
+`train_and_evaluate(config, workdir)` trains with the jitted meta step,
+evaluates every `eval_every` steps (target + source dev), checkpoints, resumes
+from the latest checkpoint in WORKDIR/checkpoints, and writes
+WORKDIR/results.json. `evaluate_checkpoints(config, workdir)` restores the
+kept checkpoints and writes WORKDIR/eval_results.json with the same numbers.
+"""
+
+import functools
+import json
+import math
+import os
+import time
+from typing import Any
+
+from absl import logging
+from clu import periodic_actions
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from fasjax import checkpoint
+from fasjax import config_checks
+from fasjax import data
+from fasjax import evaluate
+from fasjax import logs
+from fasjax import meta
+from fasjax import models
+from fasjax import provenance
+
+
+class NonFiniteLossError(RuntimeError):
+  """Raised when the training loss stops being finite."""
+
+
+def build_networks(config: ml_collections.ConfigDict) -> meta.Networks:
+  """The Flax modules and the objective's hyper-parameters of a config."""
+  dtype = jnp.dtype(config.model.dtype)
+  use_decoder = config.loss.lambda_seg > 0 or config.model.use_asc
+  net = models.MultiTaskNet(width=config.model.width, use_decoder=use_decoder,
+                            use_asc=config.model.use_asc, dtype=dtype)
+  meta_learner = models.MetaLearner(
+      width=config.model.width,
+      normalize_embedding=config.model.normalize_embedding, dtype=dtype)
+  hp = meta.MetaHParams(
+      lambda_cls=config.loss.lambda_cls, lambda_dep=config.loss.lambda_dep,
+      lambda_seg=config.loss.lambda_seg, lambda_trip=config.loss.lambda_trip,
+      lambda_meta_train=config.loss.lambda_meta_train,
+      lambda_meta_test=config.loss.lambda_meta_test,
+      inner_lr=config.meta.inner_lr,
+      inner_trip_weight=config.meta.inner_trip_weight,
+      first_order=config.meta.first_order, use_meta=config.meta.enabled,
+      one_side_triplet=config.loss.one_side_triplet,
+      margin_all=config.loss.margin_all, margin_hard=config.loss.margin_hard,
+      hard_mining_step=config.hard_mining_step)
+  return meta.Networks(net=net, meta=meta_learner, hp=hp)
+
+
+def build_optimizer(config: ml_collections.ConfigDict):
+  """Adam with coupled weight decay, from the config."""
+  o = config.optim
+  return meta.make_optimizer(o.lr, o.b1, o.b2, o.eps, o.weight_decay)
+
+
+def initial_state(config: ml_collections.ConfigDict, nets: meta.Networks,
+                  tx) -> meta.TrainState:
+  """A fresh state from the config's seed."""
+  return meta.init_state(nets, tx, jax.random.PRNGKey(config.seed),
+                         config.model.image_size)
+
+
+def _first_non_finite(steps: list[int], losses: list[Any]) -> int | None:
+  for step, loss in zip(steps, losses):
+    if not math.isfinite(float(loss)):
+      return step
+  return None
+
+
+def _is_due(step: int, every: int, last: int) -> bool:
+  return step == last or (every > 0 and step % every == 0)
+
+
+def _write_results(workdir: str, name: str, value: dict[str, Any]) -> None:
+  provenance.write_json(os.path.join(workdir, name), value)
+  logging.info('%s: %s', name, json.dumps(value))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, Any]:
+  """Trains (resuming if possible), evaluates, and writes results.json."""
+  config_checks.validate(config)
+  provenance.record(workdir, config)
+  nets, tx = build_networks(config), build_optimizer(config)
+  state = initial_state(config, nets, tx)
+  mngr = checkpoint.manager(workdir)
+  history: list[dict[str, Any]] = []
+  latest = mngr.latest_step()
+  if latest is not None:
+    state, history = checkpoint.restore(mngr, state, latest)
+    logging.info('Resumed from checkpoint at step %d.', latest)
+  start = int(state.step)
+  run_data = data.make(config, start_step=start)
+
+  writer = logs.create_writer(workdir)
+  if start == 0:
+    writer.write_hparams(config.to_dict())
+  report = periodic_actions.ReportProgress(num_train_steps=config.num_steps,
+                                           writer=writer)
+  train_step = jax.jit(functools.partial(meta.train_step, nets=nets, tx=tx))
+  predict_fn = evaluate.make_predict_fn(nets)
+  pending_steps: list[int] = []
+  pending_metrics: list[dict[str, Any]] = []
+
+  def check_and_log(step: int) -> None:
+    bad = _first_non_finite(pending_steps,
+                            [m['loss'] for m in pending_metrics])
+    if bad is not None:
+      raise NonFiniteLossError(
+          f'The training loss became non-finite at step {bad}; the run '
+          f'stopped. The last good checkpoint is kept in {mngr.directory}. '
+          'Lower optim.lr or check the data, then rerun to resume.')
+    if pending_metrics:
+      mean = jax.tree.map(lambda *xs: float(np.mean(xs)), *pending_metrics)
+      mean.pop('meta_test_domain', None)
+      writer.write_scalars(step, {f'train/{k}': v for k, v in mean.items()})
+    pending_steps.clear()
+    pending_metrics.clear()
+
+  train_iter = run_data.train.as_numpy_iterator()
+  t0 = time.time()
+  for step in range(start + 1, config.num_steps + 1):
+    with jax.profiler.StepTraceAnnotation('train', step_num=step):
+      state, step_metrics = train_step(state, next(train_iter))
+    pending_steps.append(step)
+    pending_metrics.append(step_metrics)
+    report(step)
+    last = config.num_steps
+    if _is_due(step, config.log_every, last):
+      check_and_log(step)
+    evaluate_now = _is_due(step, config.eval_every, last)
+    if evaluate_now or _is_due(step, config.checkpoint_every, last):
+      check_and_log(step)  # Never save a non-finite state.
+      if evaluate_now:
+        with report.timed('eval'):
+          entry = evaluate.evaluate(predict_fn, state.params,
+                                    state.batch_stats, step,
+                                    run_data.target, run_data.dev)
+        history.append(entry)
+        writer.write_scalars(step, {
+            'eval/protocol_hter': entry['protocol']['hter'],
+            'eval/auc': entry['protocol']['auc'],
+            'eval/honest_hter': entry['honest']['hter'],
+            'eval/dev_eer': entry['dev']['eer']})
+      checkpoint.save(mngr, state, history)
+      checkpoint.prune(mngr, history, config.keep_checkpoints)
+  writer.flush()
+  logging.info('Training took %.1f s.', time.time() - t0)
+  result = evaluate.results(history, config.data.target, int(state.step))
+  _write_results(workdir, 'results.json', result)
+  return result
+
+
+def evaluate_checkpoints(config: ml_collections.ConfigDict,
+                         workdir: str) -> dict[str, Any]:
+  """Re-evaluates the kept, evaluated checkpoints; writes eval_results.json."""
+  config_checks.validate(config)
+  nets, tx = build_networks(config), build_optimizer(config)
+  template = initial_state(config, nets, tx)
+  mngr = checkpoint.manager(workdir)
+  latest = mngr.latest_step()
+  if latest is None:
+    raise FileNotFoundError(
+        f'No checkpoint in {mngr.directory}: train first with --mode=train '
+        'and the same --workdir.')
+  _, history = checkpoint.restore(mngr, template, latest)
+  evaluated = {entry['step'] for entry in history}
+  steps = [s for s in sorted(mngr.all_steps()) if s in evaluated]
+  run_data = data.make(config, start_step=0)
+  predict_fn = evaluate.make_predict_fn(nets)
+  fresh = []
+  for step in steps:
+    state, _ = checkpoint.restore(mngr, template, step)
+    fresh.append(evaluate.evaluate(predict_fn, state.params, state.batch_stats,
+                                   step, run_data.target, run_data.dev))
+  result = evaluate.results(fresh, config.data.target, latest)
+  _write_results(workdir, 'eval_results.json', result)
+  return result

@@ -1,0 +1,47 @@
+"""Runs one protocol: train (resuming from the latest checkpoint) or evaluate.
+
+  python launch.py --config=configs/ocm_to_i.py:synthetic --workdir=workdirs/demo
+  python launch.py --config=configs/ocm_to_i.py:synthetic --workdir=workdirs/demo --mode=eval
+
+Config fields can be overridden, e.g. --config.num_steps=100.
+"""
+
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+import tensorflow as tf
+
+from fasjax import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Protocol config file, e.g. configs/ocm_to_i.py:synthetic.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, '
+                               'logs and results.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
+                          'train: train (resume) and evaluate; eval: '
+                          're-evaluate the saved checkpoints.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  # TensorFlow only feeds data; keep it off any accelerator JAX uses.
+  tf.config.set_visible_devices([], 'GPU')
+  logging.info('JAX devices: %s', jax.devices())
+  if _MODE.value == 'train':
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  else:
+    train.evaluate_checkpoints(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)
