@@ -141,7 +141,7 @@ def objective(params: PyTree, batch_stats: PyTree, batch: dict[str, jnp.ndarray]
   net_out, net_stats = apply_net_per_domain(nets, params['net'],
                                             batch_stats['net'], batch['image'])
   depth_D, seg_D = _branch_losses(net_out, batch)
-  x_D, y_D = net_out['meta_input'], batch['label']
+  x_D, y_D = net_out['meta_input'], jnp.asarray(batch['label'])
   theta, meta_stats = params['meta'], batch_stats['meta']
   per_domain = jax.vmap(classifier_losses,
                         in_axes=(None, None, None, 0, 0, None))
@@ -204,7 +204,7 @@ def train_step(state: TrainState, batch: dict[str, jnp.ndarray], *,
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = dict(aux['metrics'])
-  metrics['grad_norm'] = optax.global_norm(grads)
+  metrics['grad_norm'] = optax.tree.norm(grads)
   metrics['meta_test_domain'] = aux['meta_test_domain']
   new_state = state.replace(step=state.step + 1, params=params,
                             batch_stats=aux['batch_stats'],

@@ -29,11 +29,13 @@ class MetaLearner(nn.Module):
                             dtype=self.dtype, name=f'conv{i + 1}')(x, train)
       if i < 2:
         x = layers.max_pool2(x)
-    embedding = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+    # Heads run in at least float32 even when the convs run in bfloat16.
+    head_dtype = jnp.promote_types(self.dtype, jnp.float32)
+    embedding = jnp.mean(x, axis=(1, 2)).astype(head_dtype)
     # The logit reads the raw pooled feature, as the reference classifier does;
     # normalisation shapes only the triplet geometry.
     logit = nn.Dense(1, name='fc', kernel_init=nn.initializers.glorot_normal(),
-                     dtype=jnp.float32)(embedding)[..., 0]
+                     dtype=head_dtype)(embedding)[..., 0]
     if self.normalize_embedding:
       embedding = losses.l2_normalize(embedding)
     return embedding, logit
