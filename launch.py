@@ -18,6 +18,7 @@ import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
+from fasjax import logs
 from fasjax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -36,6 +37,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # TensorFlow only feeds data; keep it off any accelerator JAX uses.
   tf.config.set_visible_devices([], 'GPU')
+  logs.quiet_library_logs()
   logging.info('JAX devices: %s', jax.devices())
   if _MODE.value == 'train':
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

@@ -141,4 +141,6 @@ def protocol_config(sources: str, target: str, arg: str | None
     c.checkpoint_every = 3
     c.keep_checkpoints = 2
     c.eval_batch_size = 32
+    if args['synthetic']:
+      c.data.builders = {d: f'synthetic_fas/{d}_smoke' for d in 'ocim'}
   return c

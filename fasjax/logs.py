@@ -5,9 +5,11 @@
 """
 
 import json
+import logging
 import os
 from typing import Any, Mapping
 
+from absl import logging as absl_logging
 from clu import metric_writers
 import numpy as np
 
@@ -57,6 +59,25 @@ class JsonLinesWriter(metric_writers.MetricWriter):
 
   def close(self):
     """Nothing to close."""
+
+
+class _DropLibraryInfo(logging.Filter):
+  """Drops INFO records of chatty libraries (orbax logs every file it writes)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno > logging.INFO or not any(
+        f'{os.sep}{name}{os.sep}' in record.pathname for name in _CHATTY)
+
+
+_CHATTY = ('orbax', 'tensorflow_datasets')
+
+
+def quiet_library_logs() -> None:
+  """Keeps orbax's and tfds' INFO lines out of the run's log."""
+  handler_filter = _DropLibraryInfo()
+  for handler in logging.getLogger().handlers + absl_logging.get_absl_logger().handlers:
+    handler.addFilter(handler_filter)
+  absl_logging.get_absl_handler().addFilter(handler_filter)
 
 
 def create_writer(workdir: str) -> metric_writers.MetricWriter:

@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from fasjax.datasets import synthetic_fas
 
-DOMAINS = ('o', 'c', 'i', 'm')
+DOMAINS = ('o', 'c', 'i', 'm')  # also o_smoke, c_smoke, ... (miniatures)
 
 
 def prepare(domains: Sequence[str] = DOMAINS, data_dir: str | None = None

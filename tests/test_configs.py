@@ -1,0 +1,82 @@
+"""Config arguments, validation and the not-prepared message (no compilation)."""
+
+import importlib
+
+import pytest
+
+from configs import common
+from fasjax import config_checks
+from fasjax import data
+from fasjax import input_pipeline
+
+PROTOCOLS = ('ocm_to_i', 'oci_to_m', 'omi_to_c', 'icm_to_o', 'mi_to_c',
+             'mi_to_o')
+
+
+@pytest.mark.parametrize('protocol', PROTOCOLS)
+def test_every_protocol_config_is_valid(protocol):
+  module = importlib.import_module(f'configs.{protocol}')
+  sources, target = protocol.split('_to_')
+  for arg in (None, 'synthetic', 'synthetic,smoke', 'smoke,no_meta,seed=4'):
+    config = module.get_config(arg)
+    config_checks.validate(config)
+    assert config.data.sources == list(sources)
+    assert config.data.target == target
+
+
+def test_paper_defaults():
+  c = common.protocol_config('ocm', 'i', None)
+  assert (c.model.image_size, c.model.width, c.data.per_class_batch) == (256, 1.0, 10)
+  assert (c.loss.lambda_cls, c.loss.lambda_dep, c.loss.lambda_seg,
+          c.loss.lambda_trip) == (1.0, 10.0, 1.0, 0.5)
+  assert (c.optim.lr, c.optim.weight_decay, c.meta.inner_lr) == (1e-3, 5e-5, 1e-3)
+  assert c.data.builders['i'] == 'replay_attack'
+  assert c.data.dev_domains == ['o']  # CASIA and MSU have no dev split.
+
+
+def test_unknown_argument_lists_the_valid_ones():
+  with pytest.raises(ValueError, match='Unknown config argument .nometa.') as e:
+    common.protocol_config('ocm', 'i', 'synthetic,nometa')
+  for name in common.FLAGS + ('seed=N',):
+    assert name in str(e.value)
+  with pytest.raises(ValueError, match='not an integer'):
+    common.parse_arg('seed=x')
+
+
+@pytest.mark.parametrize('arg,field,value', [
+    ('no_parsing', 'loss.lambda_seg', 0.0),
+    ('no_triplet', 'loss.lambda_trip', 0.0),
+    ('no_triplet', 'meta.inner_trip_weight', 0.0),
+    ('no_asc', 'model.use_asc', False),
+    ('no_meta', 'meta.enabled', False),
+    ('normal_triplet', 'loss.one_side_triplet', False),
+    ('seed=7', 'seed', 7),
+])
+def test_ablation_switches(arg, field, value):
+  c = common.protocol_config('ocm', 'i', f'synthetic,{arg}')
+  node = c
+  for part in field.split('.'):
+    node = node[part]
+  assert node == value
+
+
+@pytest.mark.parametrize('field,value,match', [
+    ('model.image_size', 100, 'model.image_size'),
+    ('optim.lr', -1.0, 'optim.lr'),
+    ('data.per_class_batch', 1, 'data.per_class_batch'),
+    ('data.target', 'x', 'data.target'),
+])
+def test_invalid_values_name_the_field(field, value, match):
+  c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  section, name = field.split('.')
+  c[section][name] = value
+  with pytest.raises(config_checks.ConfigError, match=match):
+    config_checks.validate(c)
+
+
+def test_real_data_not_prepared_says_how(tmp_path):
+  c = common.protocol_config('ocm', 'i', 'smoke')
+  c.data.data_dir = str(tmp_path)
+  with pytest.raises(input_pipeline.DatasetNotPreparedError,
+                     match='tfds build --imports=fasjax.datasets'):
+    data.make(c, start_step=0)
