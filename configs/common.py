@@ -121,14 +121,15 @@ def protocol_config(sources: str, target: str, arg: str | None
   c.eval_batch_size = 64
 
   if args['synthetic']:
+    # Sized so the README demo ends within 15 minutes on 2 CPU cores.
     c.model.image_size = 64
-    c.model.width = 0.25
+    c.model.width = 0.125
     c.data.per_class_batch = 5
-    c.num_steps = 1500
-    c.hard_mining_step = 750
+    c.num_steps = 1200
+    c.hard_mining_step = 600
     c.log_every = 25
-    c.eval_every = 250
-    c.checkpoint_every = 250
+    c.eval_every = 200
+    c.checkpoint_every = 200
   if args['smoke']:
     c.model.image_size = 32
     c.model.width = 0.125

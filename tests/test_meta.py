@@ -9,7 +9,6 @@
 - One golden-value step.
 """
 
-import dataclasses
 import functools
 
 import jax
