@@ -13,9 +13,12 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from configs import common
+from fasjax import checkpoint
 from fasjax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,3 +111,24 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
                  if s.isdigit())
   assert steps == [3]
   assert not (tmp_path / 'results.json').exists()
+
+
+def test_resume_continues_exactly(tmp_path, trained, data_dir):
+  """Stopped after step 3 and restarted, a run ends where an uninterrupted
+  one does: same results, same final parameters."""
+  workdir = str(tmp_path / 'resumed')
+  _launch(workdir, data_dir, '--config.num_steps=3')
+  first = _read(os.path.join(workdir, 'results.json'))
+  assert first['step'] == 3
+  proc = _launch(workdir, data_dir)
+  assert 'Resumed from checkpoint at step 3' in proc.stderr
+  assert (_read(os.path.join(workdir, 'results.json'))
+          == _read(os.path.join(trained, 'results.json')))
+  config = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  nets, tx = train.build_networks(config), train.build_optimizer(config)
+  template = train.initial_state(config, nets, tx)
+  finals = [checkpoint.restore(checkpoint.manager(w), template, 6)[0]
+            for w in (workdir, trained)]
+  for a, b in zip(jax.tree.leaves(finals[0].params),
+                  jax.tree.leaves(finals[1].params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -33,9 +33,14 @@ def _all(frames):
   return [ex for split in frames.values() for ex in split]
 
 
-def test_four_configs():
+def test_four_configs_and_their_miniatures():
   names = [c.name for c in sfas.SyntheticFas.BUILDER_CONFIGS]
-  assert names == ['o', 'c', 'i', 'm']
+  assert names == ['o', 'c', 'i', 'm', 'o_smoke', 'c_smoke', 'i_smoke',
+                   'm_smoke']
+  videos = {n: len(builder_lib.plan(n)) for n in 'ocim'}
+  smoke = {n: len(builder_lib.plan(n, builder_lib.SMOKE_SUBJECTS))
+           for n in 'ocim'}
+  assert all(smoke[n] < videos[n] for n in 'ocim')
   assert str(sfas.SyntheticFas.VERSION) == '1.0.0'
 
 
