@@ -29,6 +29,7 @@ from fasjax import logs
 from fasjax import meta
 from fasjax import models
 from fasjax import provenance
+from fasjax import workdir_lock
 
 
 class NonFiniteLossError(RuntimeError):
@@ -105,15 +106,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, Any]:
   """Trains (resuming if possible), evaluates, and writes results.json."""
   config_checks.validate(config)
+  with workdir_lock.hold(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict,
+                        workdir: str) -> dict[str, Any]:
   provenance.record(workdir, config)
   nets, tx = build_networks(config), build_optimizer(config)
   state = initial_state(config, nets, tx)
   mngr = checkpoint.manager(workdir)
   history: list[dict[str, Any]] = []
-  latest = mngr.latest_step()
-  if latest is not None:
-    state, history = checkpoint.restore(mngr, state, latest)
-    logging.info('Resumed from checkpoint at step %d.', latest)
+  restored = checkpoint.restore_latest(mngr, state, delete_damaged=True)
+  if restored is not None:
+    state, history = restored
+    logging.info('Resumed from checkpoint at step %d.', int(state.step))
   start = int(state.step)
   run_data = data.make(config, start_step=start)
 
@@ -183,19 +190,21 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict,
   nets, tx = build_networks(config), build_optimizer(config)
   template = initial_state(config, nets, tx)
   mngr = checkpoint.manager(workdir)
-  latest = mngr.latest_step()
-  if latest is None:
+  restored = checkpoint.restore_latest(mngr, template)
+  if restored is None:
     raise FileNotFoundError(
         f'No checkpoint in {mngr.directory}: train first with --mode=train '
         'and the same --workdir.')
-  _, history = checkpoint.restore(mngr, template, latest)
+  latest_state, history = restored
+  latest = int(latest_state.step)
   evaluated = {entry['step'] for entry in history}
   steps = [s for s in sorted(mngr.all_steps()) if s in evaluated]
   run_data = data.make(config, start_step=0)
   predict_fn = evaluate.make_predict_fn(nets)
   fresh = []
   for step in steps:
-    state, _ = checkpoint.restore(mngr, template, step)
+    state = (latest_state if step == latest
+             else checkpoint.restore(mngr, template, step)[0])
     fresh.append(evaluate.evaluate(predict_fn, state.params, state.batch_stats,
                                    step, run_data.target, run_data.dev))
   result = evaluate.results(fresh, config.data.target, latest)

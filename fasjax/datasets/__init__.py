@@ -1,3 +1,8 @@
 """tfds builders; importing this package registers them (`tfds build --imports=fasjax.datasets`)."""
 
-from fasjax.datasets import synthetic_fas  # pylint: disable=unused-import
+# pylint: disable=unused-import
+from fasjax.datasets import casia_fasd
+from fasjax.datasets import msu_mfsd
+from fasjax.datasets import oulu_npu
+from fasjax.datasets import replay_attack
+from fasjax.datasets import synthetic_fas

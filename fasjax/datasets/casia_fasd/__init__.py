@@ -1,0 +1,3 @@
+"""CASIA-FASD (CASIA Face Anti-Spoofing Database)."""
+
+from fasjax.datasets.casia_fasd.casia_fasd import CasiaFasd

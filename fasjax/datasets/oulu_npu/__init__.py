@@ -1,0 +1,3 @@
+"""OULU-NPU face presentation attack database."""
+
+from fasjax.datasets.oulu_npu.oulu_npu import OuluNpu

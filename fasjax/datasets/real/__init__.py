@@ -1,0 +1,1 @@
+"""Code shared by the four real dataset builders: layout, Beam, report."""

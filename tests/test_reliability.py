@@ -1,0 +1,243 @@
+"""Fault injection: kills, damaged checkpoints, a held workdir, a full disk.
+
+Each test injects one fault into a `synthetic,smoke` run and checks that no
+finished work is lost and that the message says what to do. The reference
+for "nothing lost" is an uninterrupted run of the same config: after the
+fault and a restart, results.json must equal it exactly.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import errno
+
+from absl import logging
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import common
+from fasjax import checkpoint
+from fasjax import train
+from fasjax import workdir_lock
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(data_dir):
+  config = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  config.data.data_dir = data_dir
+  return config
+
+
+def _read(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _steps(workdir):
+  return sorted(int(s) for s in os.listdir(os.path.join(workdir,
+                                                        'checkpoints'))
+                if s.isdigit())
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, data_dir):
+  """An uninterrupted smoke run: its workdir."""
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  train.train_and_evaluate(_config(data_dir), workdir)
+  return workdir
+
+
+def _launch_cmd(workdir, data_dir):
+  return [sys.executable, 'launch.py',
+          '--config=configs/ocm_to_i.py:synthetic,smoke',
+          f'--workdir={workdir}', f'--config.data.data_dir={data_dir}']
+
+
+def _env():
+  # The same XLA settings as this process (tests/conftest.py).
+  return dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
+              JAX_DISABLE_MOST_OPTIMIZATIONS='1')
+
+
+def _kill_when(workdir, data_dir, condition, timeout=300):
+  """Starts a run and SIGKILLs it as soon as `condition()` holds."""
+  proc = subprocess.Popen(_launch_cmd(workdir, data_dir), cwd=ROOT,
+                          env=_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + timeout
+  try:
+    while not condition():
+      assert proc.poll() is None, 'the run ended before the fault'
+      assert time.time() < deadline, 'the fault point was never reached'
+      time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+  finally:
+    proc.wait()
+  return proc
+
+
+def _writing_checkpoint(workdir, step):
+  def check():
+    folder = os.path.join(workdir, 'checkpoints')
+    return os.path.isdir(folder) and any(
+        name.startswith(f'{step}.') and 'tmp' in name
+        for name in os.listdir(folder))
+  return check
+
+
+def _restart(workdir, data_dir):
+  proc = subprocess.run(_launch_cmd(workdir, data_dir), cwd=ROOT, env=_env(),
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def test_sigkill_during_checkpoint_write_then_restart(tmp_path, data_dir,
+                                                     reference):
+  workdir = str(tmp_path / 'run')
+  _kill_when(workdir, data_dir, _writing_checkpoint(workdir, 6))
+  # Killed while step 6 was being written: only step 3 is complete.
+  assert _steps(workdir) == [3]
+  proc = _restart(workdir, data_dir)
+  assert 'Resumed from checkpoint at step 3' in proc.stderr
+  assert (_read(os.path.join(workdir, 'results.json'))
+          == _read(os.path.join(reference, 'results.json')))
+
+
+def test_sigkill_between_checkpoints_then_restart(tmp_path, data_dir,
+                                                 reference):
+  workdir = str(tmp_path / 'run')
+  metrics = os.path.join(workdir, 'metrics.jsonl')
+
+  def after_step_4():
+    # Step 4's losses are logged after step 3's checkpoint is complete.
+    return os.path.exists(metrics) and '"step": 4,' in open(metrics).read()
+
+  _kill_when(workdir, data_dir, after_step_4)
+  assert _steps(workdir) == [3]
+  proc = _restart(workdir, data_dir)
+  assert 'Resumed from checkpoint at step 3' in proc.stderr
+  assert (_read(os.path.join(workdir, 'results.json'))
+          == _read(os.path.join(reference, 'results.json')))
+  # The final parameters too, bit for bit.
+  config = _config(data_dir)
+  nets, tx = train.build_networks(config), train.build_optimizer(config)
+  template = train.initial_state(config, nets, tx)
+  finals = [checkpoint.restore(checkpoint.manager(w), template, 6)[0]
+            for w in (workdir, reference)]
+  for a, b in zip(jax.tree.leaves(finals[0].params),
+                  jax.tree.leaves(finals[1].params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _damage_latest(workdir):
+  """Truncates every array file of the latest checkpoint to half its size."""
+  latest = os.path.join(workdir, 'checkpoints', str(_steps(workdir)[-1]),
+                        'state')
+  damaged = 0
+  for folder, _, files in os.walk(latest):
+    for name in files:
+      path = os.path.join(folder, name)
+      size = os.path.getsize(path)
+      if size > 64:
+        with open(path, 'r+b') as f:
+          f.truncate(size // 2)
+        damaged += 1
+  assert damaged
+
+
+@pytest.fixture
+def damaged_copy(tmp_path, reference):
+  workdir = str(tmp_path / 'damaged')
+  shutil.copytree(reference, workdir)
+  _damage_latest(workdir)
+  return workdir
+
+
+def test_damaged_latest_checkpoint_eval_falls_back(damaged_copy, data_dir,
+                                                   caplog):
+  with caplog.at_level(logging.WARNING):
+    result = train.evaluate_checkpoints(_config(data_dir), damaged_copy)
+  assert 'Checkpoint of step 6' in caplog.text and 'cannot be read' in caplog.text
+  assert result['step'] == 3
+
+
+def test_damaged_latest_checkpoint_resume_falls_back(damaged_copy, data_dir,
+                                                     reference, caplog):
+  with caplog.at_level(logging.WARNING):
+    result = train.train_and_evaluate(_config(data_dir), damaged_copy)
+  assert 'Checkpoint of step 6' in caplog.text
+  assert result == _read(os.path.join(reference, 'results.json'))
+
+
+def test_workdir_held_by_a_live_run_is_refused(tmp_path, data_dir):
+  with workdir_lock.hold(str(tmp_path)):
+    with pytest.raises(workdir_lock.WorkdirLockedError,
+                       match='Another run .pid .* is training in'):
+      train.train_and_evaluate(_config(data_dir), str(tmp_path))
+
+
+def test_stale_lock_of_a_killed_run_does_not_block(tmp_path):
+  code = ('import sys, time; sys.path.insert(0, %r); '
+          'from fasjax import workdir_lock; '
+          'ctx = workdir_lock.hold(%r); ctx.__enter__(); '
+          'print("held", flush=True); time.sleep(60)') % (ROOT, str(tmp_path))
+  proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,
+                          text=True)
+  assert proc.stdout.readline().strip() == 'held'
+  with pytest.raises(workdir_lock.WorkdirLockedError):
+    with workdir_lock.hold(str(tmp_path)):
+      pass
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert os.path.exists(tmp_path / '.lock')  # the stale file is still there
+  with workdir_lock.hold(str(tmp_path)):
+    pass
+
+
+def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path, data_dir,
+                                                         monkeypatch):
+  original = ocp.CheckpointManager.save
+
+  def full_disk(self, step, *args, **kwargs):
+    if step == 6:
+      raise OSError(errno.ENOSPC, 'No space left on device')
+    return original(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, 'save', full_disk)
+  with pytest.raises(checkpoint.CheckpointWriteError,
+                     match='step 6.*disk is full.*previous checkpoints are intact'):
+    train.train_and_evaluate(_config(data_dir), str(tmp_path))
+  assert _steps(str(tmp_path)) == [3]
+  monkeypatch.undo()
+  config = _config(data_dir)
+  nets, tx = train.build_networks(config), train.build_optimizer(config)
+  state, history = checkpoint.restore(checkpoint.manager(str(tmp_path)),
+                                      train.initial_state(config, nets, tx), 3)
+  assert int(state.step) == 3 and [h['step'] for h in history] == [3]
+
+
+def test_nothing_is_unpickled():
+  """Checkpoints are orbax (tensorstore + JSON), data tfds records: no pickle."""
+  sources = []
+  for folder, _, files in os.walk(os.path.join(ROOT, 'fasjax')):
+    sources += [os.path.join(folder, f) for f in files if f.endswith('.py')]
+  for path in sources:
+    with open(path) as f:
+      text = f.read()
+    for word in ('import pickle', 'pickle.load', 'allow_pickle=True',
+                 'import dill', 'cloudpickle', 'torch.load'):
+      assert word not in text, (path, word)
