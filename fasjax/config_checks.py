@@ -1,6 +1,8 @@
 """Config validation before anything is compiled: each error names its field."""
 
+import jax
 import ml_collections
+import tensorflow_datasets as tfds
 
 
 class ConfigError(ValueError):
@@ -44,3 +46,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'meta-learning needs at least two source domains (one meta-test)')
   _require(bool(config.data.dev_domains), 'data.dev_domains',
            'the honest threshold needs at least one source with a dev split')
+  _check_builders(config, sources + [target] + list(config.data.dev_domains))
+  devices = jax.device_count()
+  per_domain = 2 * config.data.per_class_batch
+  _require(per_domain % devices == 0, 'data.per_class_batch',
+           f'each domain batch ({per_domain} = 2 x per_class_batch) must '
+           f'divide evenly over the {devices} devices')
+
+
+def _check_builders(config: ml_collections.ConfigDict,
+                    domains: list[str]) -> None:
+  """Every dataset named for a used domain is a registered fasjax builder."""
+  import fasjax.datasets  # pylint: disable=g-import-not-at-top,unused-import  # Registers.
+  registered = set(tfds.list_builders(with_community_datasets=False))
+  for domain in sorted(set(domains)):
+    builder = config.data.builders[domain]
+    name, _, variant = builder.partition('/')
+    _require(name in registered, f'data.builders.{domain}',
+             f'unknown dataset {builder!r}; fasjax builds synthetic_fas, '
+             'oulu_npu, casia_fasd, replay_attack and msu_mfsd')
+    if variant:
+      names = [c.name for c in tfds.builder_cls(name).BUILDER_CONFIGS]
+      _require(variant in names, f'data.builders.{domain}',
+               f'{name} has no config {variant!r}; it has {names}')

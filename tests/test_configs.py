@@ -62,14 +62,21 @@ def test_ablation_switches(arg, field, value):
 
 @pytest.mark.parametrize('field,value,match', [
     ('model.image_size', 100, 'model.image_size'),
+    ('model.image_size', 48, 'multiple of 32'),
     ('optim.lr', -1.0, 'optim.lr'),
+    ('optim.lr', float('nan'), 'optim.lr'),
+    ('model.width', 0.0, 'model.width'),
     ('data.per_class_batch', 1, 'data.per_class_batch'),
     ('data.target', 'x', 'data.target'),
+    ('num_steps', 0, 'num_steps'),
 ])
 def test_invalid_values_name_the_field(field, value, match):
   c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
-  section, name = field.split('.')
-  c[section][name] = value
+  *sections, name = field.split('.')
+  node = c
+  for section in sections:
+    node = node[section]
+  node[name] = value
   with pytest.raises(config_checks.ConfigError, match=match):
     config_checks.validate(c)
 
@@ -80,3 +87,26 @@ def test_real_data_not_prepared_says_how(tmp_path):
   with pytest.raises(input_pipeline.DatasetNotPreparedError,
                      match='tfds build --imports=fasjax.datasets'):
     data.make(c, start_step=0)
+
+
+@pytest.mark.parametrize('builder,match', [
+    ('imagenet_fas', 'unknown dataset'),
+    ('synthetic_fas/x', "synthetic_fas has no config 'x'"),
+])
+def test_unknown_dataset_names_the_field(builder, match):
+  c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  c.data.builders['o'] = builder
+  with pytest.raises(config_checks.ConfigError,
+                     match=f'config.data.builders.o: {match}'):
+    config_checks.validate(c)
+
+
+def test_batch_must_divide_over_devices(monkeypatch):
+  c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  c.data.per_class_batch = 3  # 6 images per domain
+  monkeypatch.setattr(config_checks.jax, 'device_count', lambda: 4)
+  with pytest.raises(config_checks.ConfigError,
+                     match='config.data.per_class_batch: .* 4 devices'):
+    config_checks.validate(c)
+  c.data.per_class_batch = 2  # 4 images per domain
+  config_checks.validate(c)
