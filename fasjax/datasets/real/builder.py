@@ -21,12 +21,14 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from fasjax.datasets import features
+
 from fasjax.datasets.real import layout
 from fasjax.datasets.real import report
 from fasjax.preprocess import config as config_lib
 
 IMAGE_SIZE = 256
-DEPTH_SIZE = 32
+DEPTH_SIZE = features.DEPTH_SIZE
 
 
 class RealFasConfig(tfds.core.BuilderConfig):
@@ -69,18 +71,7 @@ class RealFasBuilder(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     """Feature contract shared with `synthetic_fas` (DESIGN.md §2)."""
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 3)),
-            'depth': tfds.features.Tensor(shape=(DEPTH_SIZE, DEPTH_SIZE),
-                                          dtype=np.float32),
-            'parsing': tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE),
-                                            dtype=np.uint8),
-            'label': tfds.features.Scalar(dtype=np.int64),
-            'video_id': tfds.features.Text(),
-            'attack_type': tfds.features.Text(),
-            'subject': tfds.features.Scalar(dtype=np.int64),
-            'frame_index': tfds.features.Scalar(dtype=np.int64),
-        }),
+        features=features.contract_features(IMAGE_SIZE),
         supervised_keys=('image', 'label'),
     )
 

@@ -24,12 +24,14 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from fasjax.datasets import features
+
 from fasjax.datasets.synthetic_fas import attacks
 from fasjax.datasets.synthetic_fas import domains
 from fasjax.datasets.synthetic_fas import render as render_lib
 
 IMAGE_SIZE = 64
-DEPTH_SIZE = 32
+DEPTH_SIZE = features.DEPTH_SIZE
 WORK_SIZE = 2 * IMAGE_SIZE  # render resolution before the camera
 PHOTO_SIZE = 128  # pixels across a printed photo's content
 SPLITS = ('train', 'dev', 'test')
@@ -283,18 +285,7 @@ class SyntheticFas(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     """Feature contract shared with the real dataset builders."""
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 3)),
-            'depth': tfds.features.Tensor(shape=(DEPTH_SIZE, DEPTH_SIZE),
-                                          dtype=np.float32),
-            'parsing': tfds.features.Tensor(shape=(IMAGE_SIZE, IMAGE_SIZE),
-                                            dtype=np.uint8),
-            'label': tfds.features.Scalar(dtype=np.int64),
-            'video_id': tfds.features.Text(),
-            'attack_type': tfds.features.Text(),
-            'subject': tfds.features.Scalar(dtype=np.int64),
-            'frame_index': tfds.features.Scalar(dtype=np.int64),
-        }),
+        features=features.contract_features(IMAGE_SIZE),
         supervised_keys=('image', 'label'),
     )
 
