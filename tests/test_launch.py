@@ -11,29 +11,11 @@ test_reliability.py.
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
+import smoke_run
 
-from configs import common
 from fasjax import train
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = 'configs/ocm_to_i.py:synthetic,smoke'
-
-
-def _launch(workdir, data_dir, *extra):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
-             # The same XLA settings as this process (tests/conftest.py).
-             JAX_DISABLE_MOST_OPTIMIZATIONS='1')
-  cmd = [sys.executable, 'launch.py', f'--config={CONFIG}',
-         f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *extra]
-  proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
-
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
@@ -43,17 +25,12 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, data_dir):
   workdir = str(tmp_path_factory.mktemp('run'))
-  _launch(workdir, data_dir)
+  smoke_run.launch(workdir, data_dir)
   return workdir
 
 
-def _read(path):
-  with open(path) as f:
-    return json.load(f)
-
-
 def test_results_json(trained):
-  results = _read(os.path.join(trained, 'results.json'))
+  results = smoke_run.read_json(os.path.join(trained, 'results.json'))
   assert results['target'] == 'i'
   assert results['step'] == 6
   for block in ('protocol', 'honest'):
@@ -65,9 +42,9 @@ def test_results_json(trained):
 
 
 def test_run_records(trained):
-  config = _read(os.path.join(trained, 'config.json'))
+  config = smoke_run.read_json(os.path.join(trained, 'config.json'))
   assert config['protocol'] == 'ocm_to_i' and config['num_steps'] == 6
-  prov = _read(os.path.join(trained, 'provenance.json'))
+  prov = smoke_run.read_json(os.path.join(trained, 'provenance.json'))
   assert {'jax', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-datasets'
           } <= set(prov['versions'])
   assert prov['git_commit']
@@ -79,22 +56,19 @@ def test_run_records(trained):
   assert any('eval/protocol_hter' in l.get('values', {}) for l in lines)
   assert any(name.startswith('events.out.tfevents')
              for name in os.listdir(trained))
-  steps = sorted(int(s) for s in os.listdir(os.path.join(trained,
-                                                         'checkpoints'))
-                 if s.isdigit())
+  steps = smoke_run.checkpoint_steps(trained)
   assert steps[-1] == 6 and len(steps) >= 2
 
 
 def test_eval_mode_reproduces_results(trained, data_dir):
-  _launch(trained, data_dir, '--mode=eval')
-  assert (_read(os.path.join(trained, 'eval_results.json'))
-          == _read(os.path.join(trained, 'results.json')))
+  smoke_run.launch(trained, data_dir, '--mode=eval')
+  assert (smoke_run.read_json(os.path.join(trained, 'eval_results.json'))
+          == smoke_run.read_json(os.path.join(trained, 'results.json')))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     tmp_path, data_dir, monkeypatch):
-  config = common.protocol_config('ocm', 'i', 'synthetic,smoke')
-  config.data.data_dir = data_dir
+  config = smoke_run.config(data_dir)
   original = train.meta.train_step
 
   def poisoned(state, batch, **kwargs):
@@ -107,8 +81,6 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
   monkeypatch.setattr(train.meta, 'train_step', poisoned)
   with pytest.raises(train.NonFiniteLossError, match='at step 5'):
     train.train_and_evaluate(config, str(tmp_path))
-  steps = sorted(int(s) for s in os.listdir(tmp_path / 'checkpoints')
-                 if s.isdigit())
-  assert steps == [3]
+  assert smoke_run.checkpoint_steps(str(tmp_path)) == [3]
   assert not (tmp_path / 'results.json').exists()
 

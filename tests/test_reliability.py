@@ -6,7 +6,6 @@ for "nothing lost" is an uninterrupted run of the same config: after the
 fault and a restart, results.json must equal it exactly.
 """
 
-import json
 import os
 import shutil
 import signal
@@ -21,31 +20,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import smoke_run
 
-from configs import common
 from fasjax import checkpoint
 from fasjax import train
 from fasjax import workdir_lock
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _config(data_dir):
-  config = common.protocol_config('ocm', 'i', 'synthetic,smoke')
-  config.data.data_dir = data_dir
-  return config
-
-
-def _read(path):
-  with open(path) as f:
-    return json.load(f)
-
-
-def _steps(workdir):
-  return sorted(int(s) for s in os.listdir(os.path.join(workdir,
-                                                        'checkpoints'))
-                if s.isdigit())
-
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
@@ -56,26 +35,15 @@ def data_dir(tmp_path_factory):
 def reference(tmp_path_factory, data_dir):
   """An uninterrupted smoke run: its workdir."""
   workdir = str(tmp_path_factory.mktemp('reference'))
-  train.train_and_evaluate(_config(data_dir), workdir)
+  train.train_and_evaluate(smoke_run.config(data_dir), workdir)
   return workdir
-
-
-def _launch_cmd(workdir, data_dir):
-  return [sys.executable, 'launch.py',
-          '--config=configs/ocm_to_i.py:synthetic,smoke',
-          f'--workdir={workdir}', f'--config.data.data_dir={data_dir}']
-
-
-def _env():
-  # The same XLA settings as this process (tests/conftest.py).
-  return dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
-              JAX_DISABLE_MOST_OPTIMIZATIONS='1')
 
 
 def _kill_when(workdir, data_dir, condition, timeout=300):
   """Starts a run and SIGKILLs it as soon as `condition()` holds."""
-  proc = subprocess.Popen(_launch_cmd(workdir, data_dir), cwd=ROOT,
-                          env=_env(), stdout=subprocess.DEVNULL,
+  proc = subprocess.Popen(smoke_run.command(workdir, data_dir),
+                          cwd=smoke_run.ROOT,
+                          env=smoke_run.env(), stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   deadline = time.time() + timeout
   try:
@@ -99,10 +67,7 @@ def _writing_checkpoint(workdir, step):
 
 
 def _restart(workdir, data_dir):
-  proc = subprocess.run(_launch_cmd(workdir, data_dir), cwd=ROOT, env=_env(),
-                        capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
+  return smoke_run.launch(workdir, data_dir)
 
 
 def test_sigkill_during_checkpoint_write_then_restart(tmp_path, data_dir,
@@ -110,11 +75,11 @@ def test_sigkill_during_checkpoint_write_then_restart(tmp_path, data_dir,
   workdir = str(tmp_path / 'run')
   _kill_when(workdir, data_dir, _writing_checkpoint(workdir, 6))
   # Killed while step 6 was being written: only step 3 is complete.
-  assert _steps(workdir) == [3]
+  assert smoke_run.checkpoint_steps(workdir) == [3]
   proc = _restart(workdir, data_dir)
   assert 'Resumed from checkpoint at step 3' in proc.stderr
-  assert (_read(os.path.join(workdir, 'results.json'))
-          == _read(os.path.join(reference, 'results.json')))
+  assert (smoke_run.read_json(os.path.join(workdir, 'results.json'))
+          == smoke_run.read_json(os.path.join(reference, 'results.json')))
 
 
 def test_sigkill_between_checkpoints_then_restart(tmp_path, data_dir,
@@ -127,13 +92,13 @@ def test_sigkill_between_checkpoints_then_restart(tmp_path, data_dir,
     return os.path.exists(metrics) and '"step": 4,' in open(metrics).read()
 
   _kill_when(workdir, data_dir, after_step_4)
-  assert _steps(workdir) == [3]
+  assert smoke_run.checkpoint_steps(workdir) == [3]
   proc = _restart(workdir, data_dir)
   assert 'Resumed from checkpoint at step 3' in proc.stderr
-  assert (_read(os.path.join(workdir, 'results.json'))
-          == _read(os.path.join(reference, 'results.json')))
+  assert (smoke_run.read_json(os.path.join(workdir, 'results.json'))
+          == smoke_run.read_json(os.path.join(reference, 'results.json')))
   # The final parameters too, bit for bit.
-  config = _config(data_dir)
+  config = smoke_run.config(data_dir)
   nets, tx = train.build_networks(config), train.build_optimizer(config)
   template = train.initial_state(config, nets, tx)
   finals = [checkpoint.restore(checkpoint.manager(w), template, 6)[0]
@@ -145,7 +110,7 @@ def test_sigkill_between_checkpoints_then_restart(tmp_path, data_dir,
 
 def _damage_latest(workdir):
   """Truncates every array file of the latest checkpoint to half its size."""
-  latest = os.path.join(workdir, 'checkpoints', str(_steps(workdir)[-1]),
+  latest = os.path.join(workdir, 'checkpoints', str(smoke_run.checkpoint_steps(workdir)[-1]),
                         'state')
   damaged = 0
   for folder, _, files in os.walk(latest):
@@ -170,7 +135,7 @@ def damaged_copy(tmp_path, reference):
 def test_damaged_latest_checkpoint_eval_falls_back(damaged_copy, data_dir,
                                                    caplog):
   with caplog.at_level(logging.WARNING):
-    result = train.evaluate_checkpoints(_config(data_dir), damaged_copy)
+    result = train.evaluate_checkpoints(smoke_run.config(data_dir), damaged_copy)
   assert 'Checkpoint of step 6' in caplog.text and 'cannot be read' in caplog.text
   assert result['step'] == 3
 
@@ -178,23 +143,24 @@ def test_damaged_latest_checkpoint_eval_falls_back(damaged_copy, data_dir,
 def test_damaged_latest_checkpoint_resume_falls_back(damaged_copy, data_dir,
                                                      reference, caplog):
   with caplog.at_level(logging.WARNING):
-    result = train.train_and_evaluate(_config(data_dir), damaged_copy)
+    result = train.train_and_evaluate(smoke_run.config(data_dir), damaged_copy)
   assert 'Checkpoint of step 6' in caplog.text
-  assert result == _read(os.path.join(reference, 'results.json'))
+  assert result == smoke_run.read_json(os.path.join(reference, 'results.json'))
 
 
 def test_workdir_held_by_a_live_run_is_refused(tmp_path, data_dir):
   with workdir_lock.hold(str(tmp_path)):
     with pytest.raises(workdir_lock.WorkdirLockedError,
                        match='Another run .pid .* is training in'):
-      train.train_and_evaluate(_config(data_dir), str(tmp_path))
+      train.train_and_evaluate(smoke_run.config(data_dir), str(tmp_path))
 
 
 def test_stale_lock_of_a_killed_run_does_not_block(tmp_path):
   code = ('import sys, time; sys.path.insert(0, %r); '
           'from fasjax import workdir_lock; '
           'ctx = workdir_lock.hold(%r); ctx.__enter__(); '
-          'print("held", flush=True); time.sleep(60)') % (ROOT, str(tmp_path))
+          'print("held", flush=True); time.sleep(60)') % (smoke_run.ROOT,
+                                                         str(tmp_path))
   proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,
                           text=True)
   assert proc.stdout.readline().strip() == 'held'
@@ -220,10 +186,10 @@ def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path, data_dir,
   monkeypatch.setattr(ocp.CheckpointManager, 'save', full_disk)
   with pytest.raises(checkpoint.CheckpointWriteError,
                      match='step 6.*disk is full.*previous checkpoints are intact'):
-    train.train_and_evaluate(_config(data_dir), str(tmp_path))
-  assert _steps(str(tmp_path)) == [3]
+    train.train_and_evaluate(smoke_run.config(data_dir), str(tmp_path))
+  assert smoke_run.checkpoint_steps(str(tmp_path)) == [3]
   monkeypatch.undo()
-  config = _config(data_dir)
+  config = smoke_run.config(data_dir)
   nets, tx = train.build_networks(config), train.build_optimizer(config)
   state, history = checkpoint.restore(checkpoint.manager(str(tmp_path)),
                                       train.initial_state(config, nets, tx), 3)
@@ -233,7 +199,7 @@ def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path, data_dir,
 def test_nothing_is_unpickled():
   """Checkpoints are orbax (tensorstore + JSON), data tfds records: no pickle."""
   sources = []
-  for folder, _, files in os.walk(os.path.join(ROOT, 'fasjax')):
+  for folder, _, files in os.walk(os.path.join(smoke_run.ROOT, 'fasjax')):
     sources += [os.path.join(folder, f) for f in files if f.endswith('.py')]
   for path in sources:
     with open(path) as f:
