@@ -17,12 +17,21 @@ class WorkdirLockedError(RuntimeError):
   """Another live process is training in this workdir."""
 
 
+class WorkdirUnusableError(RuntimeError):
+  """The workdir cannot be created or written."""
+
+
 @contextlib.contextmanager
 def hold(workdir: str) -> Iterator[None]:
   """Holds the workdir's lock for the duration of the block, or raises."""
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, '.lock')
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  except OSError as e:
+    raise WorkdirUnusableError(
+        f'Cannot write to the workdir {workdir} ({e.strerror}: {e.filename}). '
+        'Choose a writable --workdir or fix its permissions.') from e
   try:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

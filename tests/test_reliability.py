@@ -196,6 +196,33 @@ def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path, data_dir,
   assert int(state.step) == 3 and [h['step'] for h in history] == [3]
 
 
+def test_unwritable_workdir_is_a_clear_error(tmp_path, data_dir):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  with pytest.raises(workdir_lock.WorkdirUnusableError,
+                     match='Cannot write to the workdir .* --workdir'):
+    train.train_and_evaluate(smoke_run.config(data_dir),
+                             str(blocker / 'workdir'))
+
+
+@pytest.mark.parametrize('code,hint', [(errno.EACCES, 'not writable'),
+                                       (errno.EROFS, 'not writable'),
+                                       (errno.ENOSPC, 'disk is full')])
+def test_save_errors_say_what_happened(tmp_path, monkeypatch, code, hint):
+  config = smoke_run.config(str(tmp_path))
+  nets, tx = train.build_networks(config), train.build_optimizer(config)
+  state = train.initial_state(config, nets, tx)
+  mngr = checkpoint.manager(str(tmp_path))
+
+  def failing(*args, **kwargs):
+    raise OSError(code, os.strerror(code))
+
+  monkeypatch.setattr(mngr, 'save', failing)
+  with pytest.raises(checkpoint.CheckpointWriteError,
+                     match=f'step 0 .*{hint}.*rerun the same command'):
+    checkpoint.save(mngr, state, [])
+
+
 def test_nothing_is_unpickled():
   """Checkpoints are orbax (tensorstore + JSON), data tfds records: no pickle."""
   sources = []
