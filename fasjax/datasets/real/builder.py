@@ -18,7 +18,6 @@ import logging
 import pathlib
 
 from etils import epath
-import numpy as np
 import tensorflow_datasets as tfds
 
 from fasjax.datasets import features
