@@ -2,6 +2,7 @@
 
   python launch.py --config=configs/ocm_to_i.py:synthetic --workdir=workdirs/demo
   python launch.py --config=configs/ocm_to_i.py:synthetic --workdir=workdirs/demo --mode=eval
+  python launch.py --config=configs/ocm_to_i.py:synthetic --workdir=workdirs/demo --mode=report
 
 Config fields can be overridden, e.g. --config.num_steps=100.
 """
@@ -18,6 +19,7 @@ import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
+from fasjax import checkpoint_eval
 from fasjax import logs
 from fasjax import train
 
@@ -26,9 +28,14 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, '
                                'logs and results.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'report'],
                           'train: train (resume) and evaluate; eval: '
-                          're-evaluate the saved checkpoints.')
+                          're-evaluate the saved checkpoints; report: '
+                          'figures and numbers in WORKDIR/report/.')
+_STEP = flags.DEFINE_integer('step', None, 'eval/report: this saved step '
+                             'instead of the chosen ones.')
+_LAST_K = flags.DEFINE_integer('last_k', None, 'eval: also the mean +- std '
+                               'over the last K evaluations.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -39,10 +46,19 @@ def main(argv):
   tf.config.set_visible_devices([], 'GPU')
   logs.quiet_library_logs()
   logging.info('JAX devices: %s', jax.devices())
+  config, workdir = _CONFIG.value, _WORKDIR.value
   if _MODE.value == 'train':
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(config, workdir)
+  elif _MODE.value == 'eval':
+    if _STEP.value is None:
+      train.evaluate_checkpoints(config, workdir)
+    else:
+      checkpoint_eval.evaluate_step(config, workdir, _STEP.value)
+    if _LAST_K.value:
+      checkpoint_eval.last_k(config, workdir, _LAST_K.value)
   else:
-    train.evaluate_checkpoints(_CONFIG.value, _WORKDIR.value)
+    from fasjax import report  # pylint: disable=g-import-not-at-top  # matplotlib only here.
+    report.write_report(config, workdir, _STEP.value)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,150 @@
+"""The report and checkpoint evaluation on one `synthetic,smoke` run.
+
+The run trains in this process (compiled programs are shared through the
+persistent cache). Report numbers are recomputed here from the restored
+checkpoint with fasjax.evaluate and fasjax.metrics; BPCER at APCER = x by
+brute force in numpy.
+"""
+
+import json
+import os
+import re
+import statistics
+
+import numpy as np
+import pytest
+
+from configs import common
+from fasjax import checkpoint_eval
+from fasjax import data
+from fasjax import evaluate
+from fasjax import metrics
+from fasjax import report
+from fasjax import train
+
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.fixture(scope='module')
+def config(tmp_path_factory):
+  config = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  config.data.data_dir = str(tmp_path_factory.mktemp('tfds'))
+  return config
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory, config):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def reported(run, config):
+  return report.write_report(config, run)
+
+
+def _read(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def test_every_figure_is_written_and_shown(run, reported):
+  del reported
+  out = os.path.join(run, 'report')
+  with open(os.path.join(out, 'index.html')) as f:
+    page = f.read()
+  for name in report.FIGURES:
+    path = os.path.join(out, f'{name}.png')
+    with open(path, 'rb') as f:
+      assert f.read(8) == PNG_MAGIC, name
+    assert os.path.getsize(path) > 5000, name
+    assert f'src="{name}.png"' in page
+
+
+def _brute_bpcer_at_apcer(videos, apcer):
+  """min BPCER over thresholds at which every attack type's APCER <= apcer."""
+  spoof = videos.labels == 0
+  best = 1.0
+  for t in np.append(videos.scores, np.inf):
+    worst = max(np.mean(videos.scores[spoof & (videos.attack_types == a)] >= t)
+                for a in set(videos.attack_types[spoof]))
+    if worst <= apcer:
+      best = min(best, np.mean(videos.scores[videos.labels == 1] < t))
+  return best
+
+
+def test_numbers_match_metrics(run, config, reported):
+  step = reported['step']
+  results = _read(os.path.join(run, 'results.json'))
+  assert step == results['honest']['step']  # The default checkpoint.
+  nets, state, _ = checkpoint_eval.restore_step(config, run, step)
+  predict = evaluate.make_predict_fn(nets)
+  target = evaluate.score_videos(
+      predict, state.params, state.batch_stats,
+      data.eval_sets(config, ['i'], list(config.data.target_splits)))
+  dev = evaluate.score_videos(
+      predict, state.params, state.batch_stats,
+      data.eval_sets(config, list(config.data.dev_domains), ['dev']))
+  _, threshold = metrics.eer(dev.scores, dev.labels)
+  iso = metrics.apcer_bpcer_acer(target.scores, target.labels,
+                                 target.attack_types, threshold)
+  expected = {
+      'protocol_hter': metrics.summary(target.scores, target.labels)['hter'],
+      'protocol_auc': metrics.auc(target.scores, target.labels),
+      'honest_hter': metrics.hter(target.scores, target.labels, threshold),
+      'apcer_worst': iso['apcer'], 'bpcer': iso['bpcer'],
+      'acer': iso['acer'],
+      **{f'apcer_{k}': v for k, v in iso['apcer_per_type'].items()},
+      **{f'bpcer_at_apcer_{round(100 * a)}pct':
+         _brute_bpcer_at_apcer(target, a) for a in (0.01, 0.05, 0.1)}}
+  # The honest numbers are those of results.json (same step, same rule).
+  assert expected['honest_hter'] == pytest.approx(results['honest']['hter'])
+  with open(os.path.join(run, 'report', 'index.html')) as f:
+    shown = dict(re.findall(r'<td id="([^"]+)">([^<]*)</td>', f.read()))
+  assert len(iso['apcer_per_type']) >= 2
+  for key, value in expected.items():
+    assert float(shown[key]) == pytest.approx(value, abs=5e-5), key
+  assert shown['worst_attack_type'] == str(iso['worst_attack_type'])
+
+
+def test_evaluate_step_and_last_k(run, config):
+  assert checkpoint_eval.kept_steps(run) == [3, 6]
+  _, _, history = checkpoint_eval.restore_step(config, run, 6)
+  assert [e['step'] for e in history] == [3, 6]
+  # Re-evaluating a saved step gives what training recorded for it.
+  entry = checkpoint_eval.evaluate_step(config, run, 3)
+  assert os.path.exists(os.path.join(run, 'eval_step_3.json'))
+  for block in ('protocol', 'honest', 'dev'):
+    for key, value in history[0][block].items():
+      assert entry[block][key] == pytest.approx(value, abs=1e-12), key
+  average = checkpoint_eval.last_k(config, run, 2)
+  assert average['steps'] == [3, 6]
+  assert os.path.exists(os.path.join(run, 'last_2_results.json'))
+  for block in ('protocol', 'honest'):
+    for m in ('hter', 'auc', 'tpr_at_fpr_1pct'):
+      values = [e[block][m] for e in history]
+      assert average[block][m]['mean'] == pytest.approx(
+          statistics.mean(values), abs=1e-12)
+      assert average[block][m]['std'] == pytest.approx(
+          statistics.stdev(values), abs=1e-12)
+  assert checkpoint_eval.last_k_average(history, 1)['steps'] == [6]
+  assert 'note' in checkpoint_eval.last_k_average(history, 5)
+  with pytest.raises(ValueError, match='kept steps'):
+    checkpoint_eval.evaluate_step(config, run, 4)
+
+
+def test_bpcer_at_apcer_and_a_page_without_parsing():
+  scores = np.array([0.9, 0.8, 0.6, 0.7, 0.3, 0.2])
+  labels = np.array([1, 1, 1, 0, 0, 0])
+  types = np.array(['', '', '', 'print', 'print', 'replay'])
+  # APCER(print) = 0 needs a threshold above 0.7, which rejects the 0.6 live.
+  assert report.bpcer_at_apcer(scores, labels, types, 0.01) == (
+      pytest.approx(1 / 3))
+  assert report.bpcer_at_apcer(scores, labels, types, 0.5) == 0.0
+  videos = metrics.VideoScores(np.arange(6).astype(str), scores, labels,
+                               types)
+  numbers = report.report_numbers(videos, videos)
+  page = report.index_html(numbers, {'roc': 'roc.png', 'parsing': None}, 't')
+  assert 'src="roc.png"' in page and 'parsing.png' not in page
+  assert 'no parsing' in page
