@@ -17,3 +17,12 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Compilation, not arithmetic, dominates a JAX test suite on a CPU.
 jax.config.update('jax_disable_most_optimizations', True)
+
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """A tfds data dir for one test module (synthetic data is built on use)."""
+  return str(tmp_path_factory.mktemp('tfds'))

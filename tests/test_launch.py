@@ -17,10 +17,6 @@ import smoke_run
 
 from fasjax import train
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
-
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, data_dir):

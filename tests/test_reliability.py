@@ -26,10 +26,6 @@ from fasjax import checkpoint
 from fasjax import train
 from fasjax import workdir_lock
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
-
 
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory, data_dir):
