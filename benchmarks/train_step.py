@@ -13,8 +13,9 @@ Both sides share architecture, widths, batch, input size and loss weights.
 
 Timing: one warm-up step each, then `--repeats` steps alternating JAX and
 PyTorch so that load changes on a shared machine hit both alike; medians are
-reported. `gflops_per_s` is the compiled JAX step's FLOP count from XLA's
-cost analysis over the JAX median; `peak_gflops_per_s` is a dense float32
+reported. `gflops_per_s` is the JAX step's FLOP count from XLA's cost analysis
+(of the plain-conv step: the same arithmetic for every `--conv-impl`) over
+the JAX median; `peak_gflops_per_s` is a dense float32
 2048x2048 matmul in JAX, timed between the steps of the same run.
 
   PYTHONPATH=. python benchmarks/train_step.py --json              # defaults
@@ -26,7 +27,6 @@ FLOP count and memory estimate (for planning GPU runs; no PyTorch needed).
 """
 
 import argparse
-import dataclasses
 import functools
 import json
 import os
@@ -44,6 +44,8 @@ from fasjax import models
 from fasjax.models import layers
 
 NUM_CLASSES = 13
+# The unit as imported, before `make_networks` may swap it.
+_PLAIN_UNIT = layers.ConvBNReLU
 LOSS = dict(cls=1.0, dep=10.0, seg=1.0, trip=0.5, inner_lr=1e-3,
             inner_trip=1.0, margin=0.1)
 
@@ -84,8 +86,9 @@ def make_networks(width: float, conv_impl: str = 'xla',
         models.MetaLearner(width=width, dtype=dtype, conv_impl=conv_impl), hp)
   # Until the model modules carry `conv_impl` themselves, change the default
   # of the unit they all build (they look it up at trace time).
+  layers.ConvBNReLU = _PLAIN_UNIT
   if conv_impl != 'xla':
-    class _ConvBNReLU(layers.ConvBNReLU):
+    class _ConvBNReLU(_PLAIN_UNIT):
       conv_impl: str = 'matmul'
     layers.ConvBNReLU = _ConvBNReLU
   return meta.Networks(models.MultiTaskNet(width=width, dtype=dtype),
@@ -124,6 +127,26 @@ def compile_jax_step(nets: meta.Networks, batch: dict[str, np.ndarray],
   return compiled, tx, compile_s
 
 
+def plain_flops(width: float, dtype: Any, batch: dict[str, np.ndarray],
+                size: int) -> float:
+  """FLOPs of the step with XLA convs (the same arithmetic as any impl).
+
+  XLA's cost analysis counts a loop body once, so the matmul path's tap loop
+  would be under-counted; the un-optimised HLO of the plain path is not.
+  """
+  nets = make_networks(width, 'xla', dtype)
+  tx = meta.make_optimizer(1e-3, 0.9, 0.999, 1e-8, 5e-5)
+  init = functools.partial(meta.init_state, nets, tx, image_size=size)
+  with jax.threefry_partitionable(False):
+    state_shape = jax.eval_shape(init, jax.random.PRNGKey(0))
+  lowered = jax.jit(functools.partial(meta.train_step, nets=nets,
+                                      tx=tx)).lower(state_shape, batch)
+  cost = lowered.cost_analysis()
+  if isinstance(cost, list):
+    cost = cost[0]
+  return float(cost['flops'])
+
+
 def xla_analysis(compiled) -> dict[str, float]:
   """FLOPs and memory of a compiled computation from XLA's analyses."""
   cost = compiled.cost_analysis()
@@ -158,7 +181,7 @@ def peak_matmul_s(n: int = 2048) -> float:
 # PyTorch side (imported only when used: torch is not a fasjax dependency).
 
 
-def build_torch(width: float, size: int):
+def build_torch(width: float):
   """The PyTorch port: (multi-task net, meta learner), fasjax's topology."""
   import torch  # pylint: disable=g-import-not-at-top
   from torch import nn  # pylint: disable=g-import-not-at-top
@@ -245,7 +268,6 @@ def build_torch(width: float, size: int):
       pooled = self.body(x).mean((2, 3))
       return F.normalize(pooled, dim=1), self.fc(pooled)[:, 0]
 
-  del size
   return MultiTask(), MetaLearner()
 
 
@@ -268,13 +290,13 @@ def torch_losses():
           F.cross_entropy)
 
 
-def make_torch_step(width: float, size: int):
+def make_torch_step(width: float):
   """One full second-order meta iteration in PyTorch, as a closure."""
   import torch  # pylint: disable=g-import-not-at-top
   from torch.func import functional_call  # pylint: disable=g-import-not-at-top
 
   torch.manual_seed(0)
-  net, learner = build_torch(width, size)
+  net, learner = build_torch(width)
   net.train()
   learner.train()
   opt = torch.optim.Adam(list(net.parameters()) + list(learner.parameters()),
@@ -347,6 +369,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   batch = synthetic_batch(args.domains, args.batch, args.size)
   compiled, tx, compile_s = compile_jax_step(nets, batch, args.size)
   analysis = xla_analysis(compiled)
+  if args.conv_impl != 'xla':
+    analysis['flops'] = plain_flops(args.width, dtype, batch, args.size)
+    make_networks(args.width, args.conv_impl, dtype)  # Restore the unit.
   result: dict[str, Any] = {
       'size': args.size, 'width': args.width, 'batch': args.batch,
       'domains': args.domains, 'conv_impl': args.conv_impl,
@@ -381,7 +406,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result['torch_version'] = torch.__version__
     result['torch_threads'] = torch.get_num_threads()
     tb = torch_batch(batch)
-    step_fn = make_torch_step(args.width, args.size)
+    step_fn = make_torch_step(args.width)
     torch_step = functools.partial(step_fn, tb)
 
   jax_step()  # Warm-up (first execution allocates).

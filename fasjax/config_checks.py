@@ -4,6 +4,8 @@ import jax
 import ml_collections
 import tensorflow_datasets as tfds
 
+from fasjax.models import layers
+
 
 class ConfigError(ValueError):
   """A config value the run cannot use; the message names the field."""
@@ -20,6 +22,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   # F pools 3 times and M twice more: 32 divides every valid input size.
   _require(isinstance(size, int) and size >= 32 and size % 32 == 0,
            'model.image_size', f'must be a multiple of 32 (>= 32), got {size}')
+  _require(config.model.conv_impl in layers.CONV_IMPLS, 'model.conv_impl',
+           f'must be one of {layers.CONV_IMPLS}, got {config.model.conv_impl!r}')
+  _require(config.model.dtype in ('float32', 'bfloat16', 'float64'),
+           'model.dtype', f'must be float32, bfloat16 or float64, got '
+           f'{config.model.dtype!r}')
   _require(config.model.width > 0, 'model.width',
            f'must be positive, got {config.model.width}')
   _require(config.optim.lr > 0, 'optim.lr',

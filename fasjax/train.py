@@ -41,10 +41,12 @@ def build_networks(config: ml_collections.ConfigDict) -> meta.Networks:
   dtype = jnp.dtype(config.model.dtype)
   use_decoder = config.loss.lambda_seg > 0 or config.model.use_asc
   net = models.MultiTaskNet(width=config.model.width, use_decoder=use_decoder,
-                            use_asc=config.model.use_asc, dtype=dtype)
+                            use_asc=config.model.use_asc, dtype=dtype,
+                            conv_impl=config.model.conv_impl)
   meta_learner = models.MetaLearner(
       width=config.model.width,
-      normalize_embedding=config.model.normalize_embedding, dtype=dtype)
+      normalize_embedding=config.model.normalize_embedding, dtype=dtype,
+      conv_impl=config.model.conv_impl)
   hp = meta.MetaHParams(
       lambda_cls=config.loss.lambda_cls, lambda_dep=config.loss.lambda_dep,
       lambda_seg=config.loss.lambda_seg, lambda_trip=config.loss.lambda_trip,

@@ -52,13 +52,15 @@ class AttentionSkip(nn.Module):
   """ASC: conv block + ECA on the decoder's last stage, pooled, || f."""
   width: float = 1.0
   dtype: layers.Dtype = jnp.float32
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, decoder_BxSxSxC: jnp.ndarray, f_BxhxwxC: jnp.ndarray,
                train: bool) -> jnp.ndarray:
     """Returns the meta learner's input [B, h, w, C_f + C_asc]."""
     x = layers.ConvBNReLU(layers.scaled(ASC_CHANNELS, self.width),
-                          dtype=self.dtype, name='conv')(decoder_BxSxSxC, train)
+                          dtype=self.dtype, conv_impl=self.conv_impl,
+                          name='conv')(decoder_BxSxSxC, train)
     x = ECA(dtype=self.dtype, name='eca')(x)
     x = layers.avg_pool_to(x, f_BxhxwxC.shape[1])
     return jnp.concatenate([f_BxhxwxC, x], axis=-1)

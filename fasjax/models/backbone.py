@@ -21,19 +21,21 @@ class FeatureExtractor(nn.Module):
   """Shared encoder F; also the encoder of the parsing U-Net."""
   width: float = 1.0
   dtype: layers.Dtype = jnp.float32
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, images_BxSxSx6: jnp.ndarray,
                train: bool) -> dict[str, jnp.ndarray]:
     """Returns the encoder maps `x1` (full res), `x2`, `x3`, `x4` and `catfeat`."""
     x1 = layers.ConvBNReLU(layers.scaled(INC_CHANNELS, self.width),
-                           dtype=self.dtype, name='inc')(images_BxSxSx6, train)
+                           dtype=self.dtype, conv_impl=self.conv_impl,
+                           name='inc')(images_BxSxSx6, train)
     maps = {'x1': x1}
     x = x1
     for block in range(3):
       for i, channels in enumerate(BLOCK_CHANNELS):
         x = layers.ConvBNReLU(layers.scaled(channels, self.width),
-                              dtype=self.dtype,
+                              dtype=self.dtype, conv_impl=self.conv_impl,
                               name=f'down{block + 1}_conv{i + 1}')(x, train)
       x = layers.max_pool2(x)
       maps[f'x{block + 2}'] = x
@@ -48,6 +50,7 @@ class DepthEstimator(nn.Module):
   """D: catfeat -> 128 -> 64 -> 1, conv+BN+ReLU each (non-negative output)."""
   width: float = 1.0
   dtype: layers.Dtype = jnp.float32
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, catfeat_BxhxwxC: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -56,5 +59,6 @@ class DepthEstimator(nn.Module):
     for i, channels in enumerate(DEPTH_CHANNELS):
       # The last layer keeps a single channel whatever the width.
       out = channels if channels == 1 else layers.scaled(channels, self.width)
-      x = layers.ConvBNReLU(out, dtype=self.dtype, name=f'conv{i + 1}')(x, train)
+      x = layers.ConvBNReLU(out, dtype=self.dtype, conv_impl=self.conv_impl,
+                            name=f'conv{i + 1}')(x, train)
     return x[..., 0]

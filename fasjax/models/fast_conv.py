@@ -47,13 +47,18 @@ def _weight_grad(x_NxHxWxC: jnp.ndarray, g_NxHxWxO: jnp.ndarray,
   o = g_NxHxWxO.shape[-1]
   x_pad = jnp.pad(x_NxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
   g_PxO = g_NxHxWxO.reshape(n * h * w, o)
-  taps = []
-  for i in range(3):
-    for j in range(3):
-      x_PxC = lax.slice(x_pad, (0, i, j, 0), (n, i + h, j + w, c)).reshape(
-          n * h * w, c)
-      taps.append(jnp.matmul(x_PxC.T, g_PxO, precision=precision))
-  return jnp.stack(taps).reshape(3, 3, c, o)
+
+  def tap(offset_2):
+    x_PxC = lax.dynamic_slice(x_pad, (0, offset_2[0], offset_2[1], 0),
+                              (n, h, w, c)).reshape(n * h * w, c)
+    return jnp.matmul(x_PxC.T, g_PxO, precision=precision)
+
+  # A loop over the taps, not nine unrolled products: XLA would otherwise
+  # keep all nine shifted copies of the input alive at once (3x the memory
+  # of the whole step).
+  offsets_9x2 = jnp.stack(jnp.meshgrid(jnp.arange(3), jnp.arange(3),
+                                       indexing='ij'), axis=-1).reshape(9, 2)
+  return lax.map(tap, offsets_9x2).reshape(3, 3, c, o)
 
 
 def _transposed_kernel(kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:

@@ -18,6 +18,7 @@ class MetaLearner(nn.Module):
   width: float = 1.0
   normalize_embedding: bool = True
   dtype: layers.Dtype = jnp.float32
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x_BxhxwxC: jnp.ndarray,
@@ -26,7 +27,8 @@ class MetaLearner(nn.Module):
     x = x_BxhxwxC
     for i, channels in enumerate(CHANNELS):
       x = layers.ConvBNReLU(layers.scaled(channels, self.width),
-                            dtype=self.dtype, name=f'conv{i + 1}')(x, train)
+                            dtype=self.dtype, conv_impl=self.conv_impl,
+                            name=f'conv{i + 1}')(x, train)
       if i < 2:
         x = layers.max_pool2(x)
     # Heads run in at least float32 even when the convs run in bfloat16.

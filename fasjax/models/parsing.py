@@ -20,6 +20,7 @@ class ParsingDecoder(nn.Module):
   """U-Net decoder over F's maps; returns logits and its last stage."""
   width: float = 1.0
   dtype: layers.Dtype = jnp.float32
+  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, maps: dict[str, jnp.ndarray],
@@ -32,7 +33,7 @@ class ParsingDecoder(nn.Module):
                            maps[skip]], axis=-1)
       for i in range(2):
         x = layers.ConvBNReLU(layers.scaled(channels, self.width),
-                              dtype=self.dtype,
+                              dtype=self.dtype, conv_impl=self.conv_impl,
                               name=f'up{stage + 1}_conv{i + 1}')(x, train)
     logits = nn.Conv(NUM_CLASSES, (1, 1), dtype=self.dtype, name='classifier')(x)
     return logits, x
