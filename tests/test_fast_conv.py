@@ -40,7 +40,7 @@ def _inputs(seed=0, n=2, size=5, c=3, o=4):
   return x, kernel, target
 
 
-def _close(actual, expected, rtol=2e-5, atol=2e-5):
+def _assert_close(actual, expected, rtol=2e-5, atol=2e-5):
   for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=rtol,
                                atol=atol)
@@ -48,7 +48,7 @@ def _close(actual, expected, rtol=2e-5, atol=2e-5):
 
 def test_values_equal_xla_conv():
   x, kernel, _ = _inputs()
-  _close(fast_conv.conv3x3(x, kernel), _xla_conv(x, kernel))
+  _assert_close(fast_conv.conv3x3(x, kernel), _xla_conv(x, kernel))
 
 
 def test_rectangular_maps_and_single_pixel():
@@ -57,7 +57,7 @@ def test_rectangular_maps_and_single_pixel():
   for shape in [(1, 4, 7, 2), (2, 1, 1, 2)]:
     x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
     loss = lambda conv, x, k: jnp.sum(jnp.sin(conv(x, k)))
-    _close(jax.grad(functools.partial(loss, fast_conv.conv3x3), (0, 1))(
+    _assert_close(jax.grad(functools.partial(loss, fast_conv.conv3x3), (0, 1))(
         x, kernel), jax.grad(functools.partial(loss, _xla_conv), (0, 1))(
             x, kernel))
 
@@ -71,7 +71,7 @@ def test_first_order_gradients_equal():
   x, kernel, target = _inputs()
   fast = jax.grad(functools.partial(_loss, fast_conv.conv3x3), (0, 1))
   plain = jax.grad(functools.partial(_loss, _xla_conv), (0, 1))
-  _close(fast(x, kernel, target), plain(x, kernel, target))
+  _assert_close(fast(x, kernel, target), plain(x, kernel, target))
 
 
 def _second_order(conv):
@@ -85,7 +85,7 @@ def _second_order(conv):
 
 def test_second_order_gradients_equal():
   x, kernel, target = _inputs(seed=2)
-  _close(_second_order(fast_conv.conv3x3)(x, kernel, target),
+  _assert_close(_second_order(fast_conv.conv3x3)(x, kernel, target),
          _second_order(_xla_conv)(x, kernel, target), rtol=1e-4, atol=1e-4)
 
 
@@ -96,7 +96,7 @@ def test_hessian_vector_products_equal():
   def hvp(conv):
     grad = jax.grad(functools.partial(_loss, conv), 1)
     return jax.grad(lambda k: jnp.vdot(grad(x, k, target), v))(kernel)
-  _close(hvp(fast_conv.conv3x3), hvp(_xla_conv), rtol=1e-4, atol=1e-4)
+  _assert_close(hvp(fast_conv.conv3x3), hvp(_xla_conv), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize('kernel_batched', [False, True])
@@ -111,7 +111,7 @@ def test_vmap_equals_loop(kernel_batched):
     k = kernels[i] if kernel_batched else kernel
     plain = jax.grad(functools.partial(_loss, _xla_conv), (0, 1))(
         xs[i], k, target)
-    _close(jax.tree.map(lambda a, i=i: a[i], fast), plain)
+    _assert_close(jax.tree.map(lambda a, i=i: a[i], fast), plain)
 
 
 def test_module_matches_flax_conv():
@@ -120,8 +120,8 @@ def test_module_matches_flax_conv():
   fast = fast_conv.Conv3x3(4)
   key = jax.random.PRNGKey(0)
   flax_vars, fast_vars = flax_conv.init(key, x), fast.init(key, x)
-  _close(fast_vars, flax_vars, rtol=0, atol=0)
-  _close(fast.apply(fast_vars, x), flax_conv.apply(flax_vars, x))
+  _assert_close(fast_vars, flax_vars, rtol=0, atol=0)
+  _assert_close(fast.apply(fast_vars, x), flax_conv.apply(flax_vars, x))
 
 
 def test_conv_bn_relu_parameter_trees_match():
@@ -130,7 +130,7 @@ def test_conv_bn_relu_parameter_trees_match():
   plain = layers.ConvBNReLU(4).init(key, x, train=False)
   fast = layers.ConvBNReLU(4, conv_impl='matmul').init(key, x, train=False)
   assert jax.tree.structure(plain) == jax.tree.structure(fast)
-  _close(fast, plain, rtol=0, atol=0)
+  _assert_close(fast, plain, rtol=0, atol=0)
 
 
 def test_unknown_conv_impl_is_rejected():
@@ -217,10 +217,10 @@ def test_meta_objective_loss_equal(plain_result, fast_result):
 def test_meta_objective_gradients_equal(plain_result, fast_result):
   assert (jax.tree.structure(fast_result[1])
           == jax.tree.structure(plain_result[1]))
-  _close(fast_result[1], plain_result[1], rtol=1e-8, atol=1e-10)
+  _assert_close(fast_result[1], plain_result[1], rtol=1e-8, atol=1e-10)
   # The meta learner's gradient carries the second-order term.
   assert np.abs(fast_result[1]['meta']['conv1']['Conv_0']['kernel']).max() > 0
 
 
 def test_meta_objective_batch_stats_equal(plain_result, fast_result):
-  _close(fast_result[2], plain_result[2], rtol=1e-10, atol=1e-12)
+  _assert_close(fast_result[2], plain_result[2], rtol=1e-10, atol=1e-12)
