@@ -13,7 +13,6 @@ speed does not depend on their values.
 
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
@@ -34,6 +33,7 @@ from fasjax.models import layers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step as train_step_bench  # The same network factory.
+import bench_common  # benchmarks/, next to this script
 
 DEFAULT_DATA_DIR = os.path.join('/tmp', 'fasjax_bench_data')
 
@@ -100,12 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> None:
   """Prints the result (one JSON line with --json)."""
   args = parse_args(argv)
-  result = run(args)
-  if args.json:
-    print(json.dumps(result))
-  else:
-    for key, value in result.items():
-      print(f'{key:>20s}: {value}')
+  bench_common.print_result(run(args), args.json)
 
 
 if __name__ == '__main__':

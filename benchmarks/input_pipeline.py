@@ -14,7 +14,6 @@ the same size: the pipeline should deliver several times what a step eats
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -27,6 +26,7 @@ import tensorflow as tf
 
 from fasjax import input_pipeline
 from fasjax.datasets import prepare_synthetic
+import bench_common  # benchmarks/, next to this script
 
 DEFAULT_DATA_DIR = os.path.join('/tmp', 'fasjax_bench_data')
 
@@ -86,12 +86,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> None:
   """Prints the result (one JSON line with --json)."""
   args = parse_args(argv)
-  result = run(args)
-  if args.json:
-    print(json.dumps(result))
-  else:
-    for key, value in result.items():
-      print(f'{key:>20s}: {value}')
+  bench_common.print_result(run(args), args.json)
 
 
 if __name__ == '__main__':

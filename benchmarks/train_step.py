@@ -28,7 +28,6 @@ FLOP count and memory estimate (for planning GPU runs; no PyTorch needed).
 
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
@@ -42,6 +41,7 @@ import numpy as np
 from fasjax import meta
 from fasjax import models
 from fasjax.models import layers
+import bench_common  # benchmarks/, next to this script
 
 NUM_CLASSES = 13
 # The unit as imported, before `make_networks` may swap it.
@@ -438,12 +438,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
   """Prints the result (one JSON line with --json)."""
   args = parse_args(argv)
-  result = run(args)
-  if args.json:
-    print(json.dumps(result))
-  else:
-    for key, value in result.items():
-      print(f'{key:>20s}: {value}')
+  bench_common.print_result(run(args), args.json)
 
 
 if __name__ == '__main__':
