@@ -34,8 +34,7 @@ def parse_layout(root: pathlib.Path) -> layout.Listing:
           listing.ignore(video_id, 'not a CASIA-FASD video name')
           continue
         listing.records.append(layout.VideoRecord(
-            video_id=video_id, split=split, label=int(attack == 'live'),
-            attack_type=attack,
+            video_id=video_id, split=split, attack_type=attack,
             subject=_SUBJECT_OFFSET[split] + int(subject_dir.name)))
   return listing
 

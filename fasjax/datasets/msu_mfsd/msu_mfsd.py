@@ -50,7 +50,7 @@ def parse_layout(root: pathlib.Path) -> layout.Listing:
           'print' if 'printed_photo' in match.group(4) else 'replay')
       listing.records.append(layout.VideoRecord(
           video_id=video_id, split=split_of[subject],
-          label=int(kind == 'real'), attack_type=attack, subject=subject,
+          attack_type=attack, subject=subject,
           rotate180=path.stem in UPSIDE_DOWN))
   return listing
 

@@ -32,8 +32,8 @@ def parse_layout(root: pathlib.Path) -> layout.Listing:
         continue
       attack = _ATTACKS[match.group(4)]
       listing.records.append(layout.VideoRecord(
-          video_id=video_id, split=split, label=int(attack == 'live'),
-          attack_type=attack, subject=int(match.group(3))))
+          video_id=video_id, split=split, attack_type=attack,
+          subject=int(match.group(3))))
   return listing
 
 

@@ -12,10 +12,14 @@ class VideoRecord:
   """One video of a raw release, with its labels."""
   video_id: str  # path relative to the release root, '/'-separated, unique
   split: str  # 'train', 'dev' or 'test'
-  label: int  # 1 live, 0 spoof
   attack_type: str  # 'live', 'print', 'cut' or 'replay'
   subject: int  # unique within the dataset
   rotate180: bool = False  # stored upside down
+
+  @property
+  def label(self) -> int:
+    """1 live, 0 spoof (derived from the attack type)."""
+    return int(self.attack_type == 'live')
 
 
 @dataclasses.dataclass

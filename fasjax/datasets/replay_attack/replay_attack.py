@@ -31,7 +31,7 @@ def _record(path: pathlib.Path, root: pathlib.Path, split: str,
   attack = 'live' if live else (
       'print' if prefix.group(1) == 'print' else 'replay')
   listing.records.append(layout.VideoRecord(
-      video_id=video_id, split=split, label=int(live), attack_type=attack,
+      video_id=video_id, split=split, attack_type=attack,
       subject=int(client.group(1))))
 
 
