@@ -30,12 +30,6 @@ def kept_steps(workdir: str) -> list[int]:
   return sorted(checkpoint.manager(workdir).all_steps())
 
 
-def _template(config: ml_collections.ConfigDict):
-  nets = train.build_networks(config)
-  tx = train.build_optimizer(config)
-  return nets, train.initial_state(config, nets, tx)
-
-
 def restore_step(config: ml_collections.ConfigDict, workdir: str, step: int):
   """(nets, state, history) of a kept checkpoint; unknown steps are listed."""
   config_checks.validate(config)
@@ -43,7 +37,7 @@ def restore_step(config: ml_collections.ConfigDict, workdir: str, step: int):
   if step not in steps:
     raise ValueError(f'No checkpoint of step {step} in {workdir}/checkpoints;'
                      f' kept steps: {steps}.')
-  nets, template = _template(config)
+  nets, _, template = train.build(config)
   state, history = checkpoint.restore(checkpoint.manager(workdir), template,
                                       step)
   return nets, state, history
@@ -96,7 +90,7 @@ def last_k(config: ml_collections.ConfigDict, workdir: str, k: int,
            write: bool = True) -> dict[str, Any]:
   """The last-k average of a run; writes last_<k>_results.json if `write`."""
   config_checks.validate(config)
-  _, template = _template(config)
+  _, _, template = train.build(config)
   restored = checkpoint.restore_latest(checkpoint.manager(workdir), template)
   if restored is None:
     raise FileNotFoundError(f'No checkpoint in {workdir}/checkpoints: train '

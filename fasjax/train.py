@@ -73,6 +73,13 @@ def initial_state(config: ml_collections.ConfigDict, nets: meta.Networks,
   return jit_init_state(nets, tx, config.model.image_size, config.seed)
 
 
+def build(config: ml_collections.ConfigDict
+          ) -> tuple[meta.Networks, Any, meta.TrainState]:
+  """Networks, optimizer and a fresh state (also the template for restores)."""
+  nets, tx = build_networks(config), build_optimizer(config)
+  return nets, tx, initial_state(config, nets, tx)
+
+
 def jit_init_state(nets: meta.Networks, tx, image_size: int,
                    seed: int) -> meta.TrainState:
   """`meta.init_state` compiled with XLA-friendly random bits.
@@ -115,8 +122,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 def _train_and_evaluate(config: ml_collections.ConfigDict,
                         workdir: str) -> dict[str, Any]:
   provenance.record(workdir, config)
-  nets, tx = build_networks(config), build_optimizer(config)
-  state = initial_state(config, nets, tx)
+  nets, tx, state = build(config)
   mngr = checkpoint.manager(workdir)
   history: list[dict[str, Any]] = []
   restored = checkpoint.restore_latest(mngr, state, delete_damaged=True)
@@ -189,8 +195,7 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict,
                          workdir: str) -> dict[str, Any]:
   """Re-evaluates the kept, evaluated checkpoints; writes eval_results.json."""
   config_checks.validate(config)
-  nets, tx = build_networks(config), build_optimizer(config)
-  template = initial_state(config, nets, tx)
+  nets, _, template = build(config)
   mngr = checkpoint.manager(workdir)
   restored = checkpoint.restore_latest(mngr, template)
   if restored is None:

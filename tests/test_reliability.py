@@ -95,8 +95,7 @@ def test_sigkill_between_checkpoints_then_restart(tmp_path, data_dir,
           == smoke_run.read_json(os.path.join(reference, 'results.json')))
   # The final parameters too, bit for bit.
   config = smoke_run.config(data_dir)
-  nets, tx = train.build_networks(config), train.build_optimizer(config)
-  template = train.initial_state(config, nets, tx)
+  _, _, template = train.build(config)
   finals = [checkpoint.restore(checkpoint.manager(w), template, 6)[0]
             for w in (workdir, reference)]
   for a, b in zip(jax.tree.leaves(finals[0].params),
@@ -186,9 +185,9 @@ def test_disk_full_during_save_keeps_previous_checkpoint(tmp_path, data_dir,
   assert smoke_run.checkpoint_steps(str(tmp_path)) == [3]
   monkeypatch.undo()
   config = smoke_run.config(data_dir)
-  nets, tx = train.build_networks(config), train.build_optimizer(config)
+  _, _, template = train.build(config)
   state, history = checkpoint.restore(checkpoint.manager(str(tmp_path)),
-                                      train.initial_state(config, nets, tx), 3)
+                                      template, 3)
   assert int(state.step) == 3 and [h['step'] for h in history] == [3]
 
 
@@ -206,8 +205,7 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path, data_dir):
                                        (errno.ENOSPC, 'disk is full')])
 def test_save_errors_say_what_happened(tmp_path, monkeypatch, code, hint):
   config = smoke_run.config(str(tmp_path))
-  nets, tx = train.build_networks(config), train.build_optimizer(config)
-  state = train.initial_state(config, nets, tx)
+  _, _, state = train.build(config)
   mngr = checkpoint.manager(str(tmp_path))
 
   def failing(*args, **kwargs):
