@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from fasjax import checkpoint_eval
 from fasjax import logs
+from fasjax import sharding
 from fasjax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -42,6 +43,9 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  # jax.distributed must start before anything touches a JAX backend; a
+  # no-op unless a multi-process cluster is detected.
+  sharding.initialize()
   # TensorFlow only feeds data; keep it off any accelerator JAX uses.
   tf.config.set_visible_devices([], 'GPU')
   logs.quiet_library_logs()

@@ -54,11 +54,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(bool(config.data.dev_domains), 'data.dev_domains',
            'the honest threshold needs at least one source with a dev split')
   _check_builders(config, sources + [target] + list(config.data.dev_domains))
-  devices = jax.device_count()
+  _check_devices(config)
+
+
+def _check_devices(config: ml_collections.ConfigDict) -> None:
+  """The batch splits over the devices and processes; the step partitions."""
+  devices, processes = jax.device_count(), jax.process_count()
   per_domain = 2 * config.data.per_class_batch
   _require(per_domain % devices == 0, 'data.per_class_batch',
            f'each domain batch ({per_domain} = 2 x per_class_batch) must '
            f'divide evenly over the {devices} devices')
+  # Each process reads per_class_batch / processes images of each class.
+  _require(config.data.per_class_batch % processes == 0,
+           'data.per_class_batch', f'must be a multiple of the {processes} '
+           f'processes, got {config.data.per_class_batch}')
+  # XLA's SPMD partitioner (jax 0.10.2) aborts compiling the sharded meta
+  # step with 'xla' convs (a Check failure in convolution_handler.cc, which
+  # kills the process); the matmul weight gradients partition cleanly.
+  _require(devices == 1 or config.model.conv_impl == 'matmul',
+           'model.conv_impl', f"must be 'matmul' on {devices} devices (XLA "
+           "cannot partition the 'xla' conv gradients of the meta step); "
+           'set --config.model.conv_impl=matmul')
 
 
 def _check_builders(config: ml_collections.ConfigDict,

@@ -3,17 +3,27 @@
 The built-in `synthetic_fas` benchmark is generated on first use (locally,
 procedurally, no network); a real dataset that is not prepared stops the run
 with the `tfds build` command that prepares it.
+
+Batch sizes are global. `config.data.per_class_batch` (b) is the number of
+live, and of spoof, images of every source domain in one step over all
+processes and devices: the global train batch is [D, 2b, ...]. Each of P
+processes reads its own 1/P of every source domain with b/P images per class
+and step; each of N devices computes 2b/N images per domain. Every process
+reads the whole eval sets, in batches of `eval_batch_size` rounded up to a
+multiple of N (the padding rows are masked out of the metrics).
 """
 
 import dataclasses
 from typing import Callable, Iterator
 
 from absl import logging
+import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
 from fasjax import input_pipeline
+from fasjax import sharding
 
 Batches = Callable[[], Iterator[dict[str, np.ndarray]]]
 
@@ -54,22 +64,40 @@ def load(config: ml_collections.ConfigDict, domain: str,
                                     config.data.data_dir)
 
 
+def eval_batch_size(config: ml_collections.ConfigDict) -> int:
+  """config.eval_batch_size rounded up to a multiple of the device count."""
+  devices = jax.device_count()
+  return -(-config.eval_batch_size // devices) * devices
+
+
+def process_per_class_batch(config: ml_collections.ConfigDict) -> int:
+  """This process's live (and spoof) images per source domain and step."""
+  # config_checks.validate ensures the division is exact.
+  return config.data.per_class_batch // jax.process_count()
+
+
 def eval_sets(config: ml_collections.ConfigDict, domains: list[str],
               splits: list[str]) -> dict[str, Batches]:
   """Per domain, a factory of fresh eval batch iterators over `splits`."""
   def factory(dataset: tf.data.Dataset) -> Batches:
     return lambda: input_pipeline.eval_batches(
-        dataset, batch_size=config.eval_batch_size,
+        dataset, batch_size=eval_batch_size(config),
         image_size=config.model.image_size, depth_size=depth_size(config))
   return {d: factory(load(config, d, splits)) for d in domains}
 
 
 def make(config: ml_collections.ConfigDict, start_step: int) -> RunData:
-  """The training stream from `start_step` on, the target and dev eval sets."""
-  sources = [load(config, d, list(config.data.train_splits))
+  """The training stream from `start_step` on, the target and dev eval sets.
+
+  The stream yields this process's part of each global step batch: its own
+  shard of every source domain, `process_per_class_batch` images per class
+  (all of `per_class_batch` in a single-process run).
+  """
+  sources = [sharding.shard_dataset(load(config, d,
+                                         list(config.data.train_splits)))
              for d in config.data.sources]
   train = input_pipeline.train_dataset(
-      sources, per_class_batch=config.data.per_class_batch,
+      sources, per_class_batch=process_per_class_batch(config),
       image_size=config.model.image_size, depth_size=depth_size(config),
       seed=config.seed, flip=config.data.flip,
       shuffle_buffer=config.data.shuffle_buffer, start_step=start_step)

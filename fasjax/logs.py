@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from absl import logging as absl_logging
 from clu import metric_writers
+import jax
 import numpy as np
 
 
@@ -81,7 +82,12 @@ def quiet_library_logs() -> None:
 
 
 def create_writer(workdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard + logging (clu default writer) + WORKDIR/metrics.jsonl."""
+  """TensorBoard + logging (clu default writer) + WORKDIR/metrics.jsonl.
+
+  In multi-process runs only process 0 writes files; the others only log.
+  """
+  if jax.process_index() > 0:
+    return metric_writers.create_default_writer(workdir, just_logging=True)
   return metric_writers.MultiWriter([
       metric_writers.create_default_writer(workdir, asynchronous=False),
       JsonLinesWriter(os.path.join(workdir, 'metrics.jsonl')),

@@ -1,8 +1,9 @@
 """Data-parallel train and eval steps over every visible device (jax.sharding).
 
-One 1-D mesh, axis 'data', over all devices of all processes. Parameters,
-batch statistics and optimizer state are replicated; batches are split along
-their per-domain batch axis:
+`train.train_and_evaluate` and `train.evaluate_checkpoints` run through these
+helpers: one 1-D mesh, axis 'data', over all devices of all processes.
+Parameters, batch statistics and optimizer state are replicated; batches are
+split along their per-domain batch axis:
 
 - train batches are [D, B, ...]: the *B* axis is sharded, the domain axis is
   not. The step is written globally (`meta.train_step` vmaps over D and
@@ -12,13 +13,15 @@ their per-domain batch axis:
   device. Sharding D instead would also be correct but caps the device count
   at the number of source domains (3).
 - eval batches are [B, ...]: B is sharded (eval-mode BatchNorm uses running
-  averages, so there is nothing to reduce).
+  averages, so there is nothing to reduce). Every process reads the whole
+  eval set; `make_predict_fn` hands each process its rows and gathers P(live).
 
-Multi-process (several hosts): call `initialize()` first; each process then
-reads its own 1/process_count of every domain (`shard_dataset`) with a
-per-process batch of B/process_count, and `global_train_batch` assembles the
-processes' local arrays into one global array without moving data. On one
-device all of this is the plain `jax.jit` step.
+Multi-process (several hosts): `launch.py` calls `initialize()` first; each
+process then reads its own 1/process_count of every source domain
+(`shard_dataset`) with a per-process batch of B/process_count, and
+`global_train_batch` assembles the processes' local arrays into one global
+array without moving data. On one device all of this computes what the plain
+`jax.jit` step computes, bit for bit.
 """
 
 import functools
@@ -26,6 +29,7 @@ import os
 from typing import Any, Callable
 
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -155,3 +159,33 @@ def shard_dataset(dataset: Any) -> Any:
   if jax.process_count() == 1:
     return dataset
   return dataset.shard(jax.process_count(), jax.process_index())
+
+
+def process_rows(rows: np.ndarray) -> np.ndarray:
+  """This process's contiguous 1/process_count of a batch every process holds."""
+  n = len(rows) // jax.process_count()
+  return rows[jax.process_index() * n:(jax.process_index() + 1) * n]
+
+
+def make_predict_fn(nets: meta.Networks, mesh: Mesh
+                    ) -> Callable[..., dict[str, Any]]:
+  """`(params, batch_stats, images) -> outputs` with images split over the mesh.
+
+  Like `evaluate.make_predict_fn`, for replicated parameters and a host batch
+  of images that every process holds whole (its size a multiple of the
+  device count). In multi-process runs only `p_live` is gathered to every
+  process; the other outputs stay sharded.
+  """
+  step = jit_predict_step(nets, mesh)
+
+  def predict(params: PyTree, batch_stats: PyTree,
+              images: np.ndarray) -> dict[str, Any]:
+    # Checked on the whole batch: slicing an uneven batch would drop rows.
+    check_divisible(len(images), mesh)
+    local = {'image': process_rows(np.asarray(images))}
+    out = step(params, batch_stats, global_eval_batch(local, mesh)['image'])
+    if jax.process_count() > 1:
+      out = {**out, 'p_live': multihost_utils.process_allgather(
+          out['p_live'], tiled=True)}
+    return out
+  return predict

@@ -5,8 +5,16 @@ evaluates every `eval_every` steps (target + source dev), checkpoints, resumes
 from the latest checkpoint in WORKDIR/checkpoints, and writes
 WORKDIR/results.json. `evaluate_checkpoints(config, workdir)` restores the
 kept checkpoints and writes WORKDIR/eval_results.json with the same numbers.
+
+Both run data-parallel over every visible device (`fasjax.sharding`): the
+state is replicated, each train batch is split along its per-domain batch
+axis and each eval batch along its rows. On one device the numbers are those
+of the plain jitted steps, bit for bit. In multi-process runs process 0 holds
+the workdir lock and writes the run's records; all processes checkpoint
+(orbax coordinates them).
 """
 
+import contextlib
 import functools
 import json
 import math
@@ -29,6 +37,7 @@ from fasjax import logs
 from fasjax import meta
 from fasjax import models
 from fasjax import provenance
+from fasjax import sharding
 from fasjax import workdir_lock
 
 
@@ -106,8 +115,14 @@ def _is_due(step: int, every: int, last: int) -> bool:
   return step == last or (every > 0 and step % every == 0)
 
 
+def _is_lead() -> bool:
+  # One process writes the run's files; the others would race on them.
+  return jax.process_index() == 0
+
+
 def _write_results(workdir: str, name: str, value: dict[str, Any]) -> None:
-  provenance.write_json(os.path.join(workdir, name), value)
+  if _is_lead():
+    provenance.write_json(os.path.join(workdir, name), value)
   logging.info('%s: %s', name, json.dumps(value))
 
 
@@ -115,19 +130,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, Any]:
   """Trains (resuming if possible), evaluates, and writes results.json."""
   config_checks.validate(config)
-  with workdir_lock.hold(workdir):
+  lock = (workdir_lock.hold(workdir) if _is_lead()
+          else contextlib.nullcontext())
+  with lock:
     return _train_and_evaluate(config, workdir)
+
+
+def _mesh() -> jax.sharding.Mesh:
+  mesh = sharding.make_mesh()
+  logging.info('Data-parallel over %d devices (%d processes).',
+               mesh.devices.size, jax.process_count())
+  return mesh
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict,
                         workdir: str) -> dict[str, Any]:
-  provenance.record(workdir, config)
+  if _is_lead():
+    provenance.record(workdir, config)
+  mesh = _mesh()
   nets, tx, state = build(config)
+  # Replicated before the restore too: orbax restores into the template's
+  # sharding, which must span every process's devices.
+  state = sharding.replicate(state, mesh)
   mngr = checkpoint.manager(workdir)
   history: list[dict[str, Any]] = []
   restored = checkpoint.restore_latest(mngr, state, delete_damaged=True)
   if restored is not None:
     state, history = restored
+    state = sharding.replicate(state, mesh)
     logging.info('Resumed from checkpoint at step %d.', int(state.step))
   start = int(state.step)
   run_data = data.make(config, start_step=start)
@@ -137,8 +167,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
     writer.write_hparams(config.to_dict())
   report = periodic_actions.ReportProgress(num_train_steps=config.num_steps,
                                            writer=writer)
-  train_step = jax.jit(functools.partial(meta.train_step, nets=nets, tx=tx))
-  predict_fn = evaluate.make_predict_fn(nets)
+  # The old state is never read after a step (checkpoints are saved
+  # synchronously), so its buffers are donated to the new one.
+  train_step = sharding.jit_train_step(nets, tx, mesh, donate=True)
+  predict_fn = sharding.make_predict_fn(nets, mesh)
   pending_steps: list[int] = []
   pending_metrics: list[dict[str, Any]] = []
 
@@ -161,7 +193,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
   t0 = time.time()
   for step in range(start + 1, config.num_steps + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      state, step_metrics = train_step(state, next(train_iter))
+      batch = sharding.global_train_batch(next(train_iter), mesh)
+      state, step_metrics = train_step(state, batch)
     pending_steps.append(step)
     pending_metrics.append(step_metrics)
     report(step)
@@ -195,7 +228,9 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict,
                          workdir: str) -> dict[str, Any]:
   """Re-evaluates the kept, evaluated checkpoints; writes eval_results.json."""
   config_checks.validate(config)
+  mesh = _mesh()
   nets, _, template = build(config)
+  template = sharding.replicate(template, mesh)  # Restores are replicated.
   mngr = checkpoint.manager(workdir)
   restored = checkpoint.restore_latest(mngr, template)
   if restored is None:
@@ -207,7 +242,7 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict,
   evaluated = {entry['step'] for entry in history}
   steps = [s for s in sorted(mngr.all_steps()) if s in evaluated]
   run_data = data.make(config, start_step=0)
-  predict_fn = evaluate.make_predict_fn(nets)
+  predict_fn = sharding.make_predict_fn(nets, mesh)
   fresh = []
   for step in steps:
     state = (latest_state if step == latest

@@ -18,10 +18,10 @@ def config(data_dir):
   return c
 
 
-def env():
+def env(**extra):
   """launch.py's environment: the same XLA settings as tests/conftest.py."""
   return dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
-              JAX_DISABLE_MOST_OPTIMIZATIONS='1')
+              JAX_DISABLE_MOST_OPTIMIZATIONS='1', **extra)
 
 
 def command(workdir, data_dir, *extra):
@@ -30,10 +30,11 @@ def command(workdir, data_dir, *extra):
           f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *extra]
 
 
-def launch(workdir, data_dir, *extra):
+def launch(workdir, data_dir, *extra, extra_env=None):
   """Runs launch.py to completion; fails the test on a non-zero exit."""
   proc = subprocess.run(command(workdir, data_dir, *extra), cwd=ROOT,
-                        env=env(), capture_output=True, text=True, timeout=600)
+                        env=env(**(extra_env or {})), capture_output=True,
+                        text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
 

@@ -103,6 +103,7 @@ def test_unknown_dataset_names_the_field(builder, match):
 
 def test_batch_must_divide_over_devices(monkeypatch):
   c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  c.model.conv_impl = 'matmul'  # Several devices need it (next test).
   c.data.per_class_batch = 3  # 6 images per domain
   monkeypatch.setattr(config_checks.jax, 'device_count', lambda: 4)
   with pytest.raises(config_checks.ConfigError,
@@ -110,3 +111,39 @@ def test_batch_must_divide_over_devices(monkeypatch):
     config_checks.validate(c)
   c.data.per_class_batch = 2  # 4 images per domain
   config_checks.validate(c)
+
+
+def test_several_devices_need_the_matmul_conv(monkeypatch):
+  c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  assert c.model.conv_impl == 'xla'
+  config_checks.validate(c)  # One device: 'xla' is fine.
+  monkeypatch.setattr(config_checks.jax, 'device_count', lambda: 4)
+  with pytest.raises(config_checks.ConfigError,
+                     match=r'config.model.conv_impl: .* 4 devices.*'
+                     r'--config.model.conv_impl=matmul'):
+    config_checks.validate(c)
+  c.model.conv_impl = 'matmul'
+  config_checks.validate(c)
+
+
+def test_class_batch_must_divide_over_processes(monkeypatch):
+  c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  c.data.per_class_batch = 3
+  monkeypatch.setattr(config_checks.jax, 'process_count', lambda: 2)
+  with pytest.raises(config_checks.ConfigError,
+                     match='config.data.per_class_batch: .* 2 processes'):
+    config_checks.validate(c)
+  c.data.per_class_batch = 4
+  config_checks.validate(c)
+  monkeypatch.setattr(data.jax, 'process_count', lambda: 2)
+  assert data.process_per_class_batch(c) == 2  # Each process reads half.
+
+
+@pytest.mark.parametrize('devices,requested,expected', [
+    (1, 30, 30), (4, 30, 32), (4, 32, 32), (4, 1, 4)])
+def test_eval_batch_rounded_up_to_the_devices(monkeypatch, devices, requested,
+                                              expected):
+  c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  c.eval_batch_size = requested
+  monkeypatch.setattr(data.jax, 'device_count', lambda: devices)
+  assert data.eval_batch_size(c) == expected

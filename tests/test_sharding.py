@@ -4,6 +4,9 @@
   1-device steps: per-domain BatchNorm statistics over the global batch,
   meta-test draw, gradients, optimizer update. The device count must be set
   before JAX starts, so that part runs in a fresh Python process.
+- `launch.py` end to end on 4 devices (training, padded evaluation,
+  checkpoints of replicated arrays, `--mode=eval` restoring them) gives the
+  results.json of the same run on 1 device.
 - bfloat16 compute with float32 parameters: the loss stays close to the
   float32 loss and every gradient is finite and float32.
 """
@@ -19,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import smoke_run
 
 from fasjax import meta
 from fasjax import models
@@ -158,6 +162,87 @@ def test_single_device_mesh_and_batch_checks():
   assert mesh.shape == {'data': 1}
   sharding.check_divisible(5, mesh)
   assert not sharding.initialize()  # No cluster here: a no-op.
+
+
+# launch.py on 4 devices --------------------------------------------------
+
+# Same run on 1 and on 4 devices. 'matmul' convs: XLA cannot partition the
+# 'xla' ones (config_checks refuses them). 2 x per_class_batch = 4 images per
+# domain, one per device. eval_batch_size 30 is padded to 32 on 4 devices.
+# lr 1e-5 instead of the smoke run's 1e-3: Adam's first update is about
+# lr * sign(g), so parameters whose gradient is float noise (which differs
+# with the reduction order over devices) move by +-lr; on this tiny model
+# that difference grows to percent-level losses and different evaluation
+# numbers within 6 steps at lr 1e-3 (measured), so the run would not test
+# the plumbing. At 1e-5 the runs stay within float noise of each other.
+_RUN_FLAGS = ('--config.model.conv_impl=matmul',
+              '--config.data.per_class_batch=2',
+              '--config.eval_batch_size=30', '--config.optim.lr=1e-5')
+
+
+def _cpu_devices(n):
+  return {'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') +
+                       f' --xla_force_host_platform_device_count={n}'}
+
+
+@pytest.fixture(scope='module')
+def one_and_four_device_runs(tmp_path_factory, data_dir):
+  runs = {}
+  for devices in (1, 4):
+    workdir = str(tmp_path_factory.mktemp(f'devices{devices}'))
+    proc = smoke_run.launch(workdir, data_dir, *_RUN_FLAGS,
+                            extra_env=_cpu_devices(devices))
+    runs[devices] = (workdir, proc.stderr)
+  # --mode=eval restores the replicated checkpoints on 4 devices.
+  smoke_run.launch(runs[4][0], data_dir, '--mode=eval', *_RUN_FLAGS,
+                   extra_env=_cpu_devices(4))
+  return runs
+
+
+def _leaves(tree, path=''):
+  """(path, value) of every leaf of a JSON value."""
+  if isinstance(tree, dict):
+    return [leaf for k in sorted(tree) for leaf in _leaves(tree[k],
+                                                            f'{path}.{k}')]
+  return [(path, tree)]
+
+
+def _train_losses(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    lines = [json.loads(l) for l in f]
+  return {l['step']: l['values']['train/loss'] for l in lines
+          if 'train/loss' in l.get('values', {})}
+
+
+def test_launch_on_four_devices_equals_one_device(one_and_four_device_runs):
+  (one, one_log), (four, four_log) = (one_and_four_device_runs[1],
+                                      one_and_four_device_runs[4])
+  assert 'Data-parallel over 1 devices' in one_log
+  assert 'Data-parallel over 4 devices' in four_log
+  expected = _leaves(smoke_run.read_json(os.path.join(one, 'results.json')))
+  actual = _leaves(smoke_run.read_json(os.path.join(four, 'results.json')))
+  assert [p for p, _ in actual] == [p for p, _ in expected]
+  for (path, a), (_, e) in zip(actual, expected):
+    if isinstance(e, str) or path.endswith('step'):
+      assert a == e, path
+    else:
+      # Thresholds are video scores: they differ by float noise (7e-7
+      # relative measured). HTER, AUC and EER count videos, so a flipped
+      # order of two videos would change them by far more than 1e-5.
+      np.testing.assert_allclose(a, e, rtol=1e-5, err_msg=path)
+  losses_one, losses_four = _train_losses(one), _train_losses(four)
+  assert losses_one and sorted(losses_four) == sorted(losses_one)
+  for step, loss in losses_one.items():
+    # Measured: <= 1.1e-6 relative.
+    np.testing.assert_allclose(losses_four[step], loss, rtol=1e-5,
+                               err_msg=f'step {step}')
+
+
+def test_eval_mode_on_four_devices_reproduces_results(
+    one_and_four_device_runs):
+  four = one_and_four_device_runs[4][0]
+  assert (smoke_run.read_json(os.path.join(four, 'eval_results.json'))
+          == smoke_run.read_json(os.path.join(four, 'results.json')))
 
 
 # Mixed precision ------------------------------------------------------------
