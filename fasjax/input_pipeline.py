@@ -95,6 +95,22 @@ def _resize_image(image_uint8_HxWx3: tf.Tensor, size: int) -> tf.Tensor:
   return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 
+def to_model_input(image_uint8: tf.Tensor) -> tf.Tensor:
+  """uint8 RGB [..., S, S, 3] at model size -> float32 [..., S, S, 6] RGB ‖ HSV."""
+  return tf.concat([_bytes_to_unit(image_uint8), rgb_to_hsv(image_uint8)],
+                   axis=-1)
+
+
+def model_input(image_uint8_HxWx3: Any, image_size: int) -> tf.Tensor:
+  """A face crop of any size -> the model's float32 [S, S, 6] input.
+
+  Exactly what training and evaluation feed the model (without the flip):
+  antialiased bilinear resize to S, rounded to uint8, then RGB/255 ‖ HSV.
+  """
+  return to_model_input(_resize_image(
+      tf.convert_to_tensor(image_uint8_HxWx3, tf.uint8), image_size))
+
+
 def _flip_parsing_classes(parsing: tf.Tensor) -> tf.Tensor:
   """Maps each class id to its mirror-image class (left <-> right)."""
   table = tf.constant(_FLIPPED_PARSING_CLASS, dtype=parsing.dtype)
@@ -149,9 +165,8 @@ def preprocess(
         lambda: (image, depth, parsing),
     )
 
-  rgb = _bytes_to_unit(image)
-  image_SxSx6 = tf.concat([rgb, rgb_to_hsv(image)], axis=-1)
-  image_SxSx6 = tf.ensure_shape(image_SxSx6, [image_size, image_size, 6])
+  image_SxSx6 = tf.ensure_shape(to_model_input(image),
+                                [image_size, image_size, 6])
   depth = tf.ensure_shape(depth, [depth_size, depth_size])
   parsing = tf.ensure_shape(parsing, [image_size, image_size])
   return {

@@ -41,10 +41,15 @@ def versions() -> dict[str, str]:
 
 def write_json(path: str, value: Any) -> None:
   """Writes JSON atomically (a crash leaves the old file or the new one)."""
+  write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + '\n')
+              .encode())
+
+
+def write_bytes(path: str, value: bytes) -> None:
+  """Writes bytes atomically (a crash leaves the old file or the new one)."""
   tmp = f'{path}.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-    f.write('\n')
+  with open(tmp, 'wb') as f:
+    f.write(value)
   os.replace(tmp, path)
 
 

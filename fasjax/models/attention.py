@@ -44,7 +44,7 @@ class ECA(nn.Module):
     # The 1-D conv runs along the channel axis: channels become the length.
     weights_BxC = nn.Conv(1, (k,), padding='SAME', use_bias=False,
                           dtype=self.dtype, name='conv')(
-                              pooled_BxC[..., None])[..., 0]
+                              pooled_BxC[..., None]).squeeze(-1)
     return x_BxHxWxC * nn.sigmoid(weights_BxC)[:, None, None, :]
 
 

@@ -61,4 +61,6 @@ class DepthEstimator(nn.Module):
       out = channels if channels == 1 else layers.scaled(channels, self.width)
       x = layers.ConvBNReLU(out, dtype=self.dtype, conv_impl=self.conv_impl,
                             name=f'conv{i + 1}')(x, train)
-    return x[..., 0]
+    # squeeze, not x[..., 0]: an index is a gather, which TFLite cannot
+    # convert under a symbolic batch size (fasjax.export).
+    return x.squeeze(-1)

@@ -37,7 +37,7 @@ class MetaLearner(nn.Module):
     # The logit reads the raw pooled feature, as the reference classifier does;
     # normalisation shapes only the triplet geometry.
     logit = nn.Dense(1, name='fc', kernel_init=nn.initializers.glorot_normal(),
-                     dtype=head_dtype)(embedding)[..., 0]
+                     dtype=head_dtype)(embedding).squeeze(-1)
     if self.normalize_embedding:
       embedding = losses.l2_normalize(embedding)
     return embedding, logit

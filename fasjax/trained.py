@@ -1,0 +1,103 @@
+"""A finished (or running) training run as a model: networks, weights, threshold.
+
+`load(workdir)` needs only the run directory: the config comes from
+WORKDIR/config.json (written when the run started), the checkpoint and the
+decision threshold from the honest rule (`evaluate.select`): the checkpoint
+with the lowest pooled source-dev EER and that dev EER threshold. The target
+domain never chooses anything, so the threshold is one a deployment could
+have used. `fasjax.predict` and `fasjax.export` are built on it.
+"""
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+import jax
+import ml_collections
+
+from fasjax import checkpoint
+from fasjax import evaluate
+from fasjax import meta
+from fasjax import train
+
+PyTree = Any
+# Config fields added after some runs were recorded, with the value those
+# runs used.
+_LATER_MODEL_FIELDS = {'conv_impl': 'xla', 'dtype': 'float32'}
+
+
+class RunNotUsableError(RuntimeError):
+  """The workdir holds no run that can score faces yet."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+  """What scoring needs: networks, weights, input size and the threshold."""
+  config: ml_collections.ConfigDict
+  nets: meta.Networks
+  params: PyTree
+  batch_stats: PyTree
+  step: int
+  threshold: float  # decide live when P(live) >= threshold
+  selection: dict[str, Any]  # evaluate.select()'s honest block (metrics)
+
+  @property
+  def image_size(self) -> int:
+    """Side S of the model input."""
+    return int(self.config.model.image_size)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The run's config from WORKDIR/config.json."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise RunNotUsableError(
+        f'{path} is missing: --workdir must be the directory of a run '
+        'started with `python launch.py --config=... --workdir=...`.')
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  for key, value in _LATER_MODEL_FIELDS.items():
+    if key not in config.model:
+      config.model[key] = value
+  return config
+
+
+def load(workdir: str, device: jax.Device | None = None) -> TrainedModel:
+  """Restores the honest rule's checkpoint of a run and its threshold."""
+  config = load_config(workdir)
+  nets, _, template = train.build(config)
+  mngr = checkpoint.manager(workdir)
+  restored = checkpoint.restore_latest(mngr, template)
+  if restored is None:
+    raise RunNotUsableError(f'No checkpoint in {mngr.directory}: train first '
+                            '(python launch.py --mode=train ...).')
+  latest, history = restored
+  if not history:
+    raise RunNotUsableError(
+        f'The run in {workdir} has not been evaluated yet, so it has no '
+        'threshold: train until the first evaluation (config.eval_every).')
+  honest = evaluate.select(history)['honest']
+  step = int(honest['step'])
+  if step == int(latest.step):
+    state = latest
+  elif step in mngr.all_steps():
+    state, _ = checkpoint.restore(mngr, template, step)
+  else:
+    raise RunNotUsableError(
+        f'The checkpoint of step {step}, chosen by the honest rule, is not in '
+        f'{mngr.directory} (kept: {sorted(mngr.all_steps())}).')
+  params, batch_stats = state.params, state.batch_stats
+  if device is not None:
+    params, batch_stats = jax.device_put((params, batch_stats), device)
+  return TrainedModel(config=config, nets=nets, params=params,
+                      batch_stats=batch_stats, step=step,
+                      threshold=float(honest['threshold']), selection=honest)
+
+
+def decide(p_live: float, threshold: float) -> str:
+  """'live' when P(live) reaches the threshold, else 'spoof'."""
+  if math.isnan(p_live):
+    raise ValueError('P(live) is NaN')
+  return 'live' if p_live >= threshold else 'spoof'
