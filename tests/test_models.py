@@ -3,12 +3,14 @@ parameter counts from DESIGN.md's layer table, the shared U-Net encoder."""
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from fasjax import models
+from fasjax.models import layers
 
 
 @pytest.mark.parametrize('channels,expected', [
@@ -139,3 +141,26 @@ def test_meta_learner_embedding_is_unit_norm():
   assert logit.shape == (3,)
   np.testing.assert_allclose(np.linalg.norm(np.asarray(emb), axis=1), 1.0,
                              rtol=1e-5)
+
+
+def test_pools_equal_numpy_loops_and_reduce_window_gradients():
+  """max_pool2 / avg_pool_to vs loops, and their gradients vs reduce_window."""
+  x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+  want_max = np.array([[[[x[b, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c].max()
+                          for c in range(3)] for j in range(4)]
+                        for i in range(4)] for b in range(2)])
+  want_avg = np.array([[[[x[b, 4 * i:4 * i + 4, 4 * j:4 * j + 4, c].mean()
+                          for c in range(3)] for j in range(2)]
+                        for i in range(2)] for b in range(2)])
+  np.testing.assert_array_equal(layers.max_pool2(jnp.asarray(x)), want_max)
+  np.testing.assert_allclose(layers.avg_pool_to(jnp.asarray(x), 2), want_avg,
+                             rtol=1e-6)
+  # Continuous random inputs have no ties, where the gradients may differ.
+  for ours, reference in (
+      (layers.max_pool2, lambda v: nn.max_pool(v, (2, 2), strides=(2, 2))),
+      (lambda v: layers.avg_pool_to(v, 2),
+       lambda v: nn.avg_pool(v, (4, 4), strides=(4, 4)))):
+    loss = lambda f: lambda v: jnp.sum(jnp.sin(f(v)) * f(v))
+    np.testing.assert_allclose(jax.grad(loss(ours))(x),
+                               jax.grad(loss(reference))(x), rtol=1e-6,
+                               atol=1e-7)

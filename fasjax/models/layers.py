@@ -17,6 +17,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+from jax import lax
 import jax.numpy as jnp
 
 from fasjax.models import fast_conv
@@ -63,8 +64,26 @@ class ConvBNReLU(nn.Module):
 
 
 def max_pool2(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
-  """2x2 max pooling, stride 2."""
-  return nn.max_pool(x_BxHxWxC, (2, 2), strides=(2, 2))
+  """2x2 max pooling, stride 2 (an odd last row or column is dropped)."""
+  # Elementwise maxima of the four window corners, not lax.reduce_window:
+  # XLA:CPU runs reduce_window's first- and second-order gradients several
+  # times slower (benchmarks/profile_step.py). Not reshape + max either: the
+  # gradient of a max *reduction* divides by the number of inputs equal to
+  # the max, which is 0/0 when a differently fused recomputation rounds the
+  # max apart from its inputs. Values are identical to reduce_window; only
+  # gradients at exact ties differ (split instead of given to one input),
+  # and after a ReLU ties are zeros, whose ReLU derivative is zero anyway.
+  # lax.slice_in_dim, not x[:, 0::2]: under a symbolic batch size (export)
+  # numpy-style strided indexing becomes a gather TFLite cannot convert.
+  x = x_BxHxWxC
+  h, w = x.shape[1] - x.shape[1] % 2, x.shape[2] - x.shape[2] % 2
+
+  def corner(row, col):
+    rows = lax.slice_in_dim(x, row, h, stride=2, axis=1)
+    return lax.slice_in_dim(rows, col, w, stride=2, axis=2)
+
+  return jnp.maximum(jnp.maximum(corner(0, 0), corner(0, 1)),
+                     jnp.maximum(corner(1, 0), corner(1, 1)))
 
 
 def avg_pool_to(x_BxHxWxC: jnp.ndarray, size: int) -> jnp.ndarray:
@@ -72,7 +91,11 @@ def avg_pool_to(x_BxHxWxC: jnp.ndarray, size: int) -> jnp.ndarray:
   factor = x_BxHxWxC.shape[1] // size
   if factor == 1:
     return x_BxHxWxC
-  return nn.avg_pool(x_BxHxWxC, (factor, factor), strides=(factor, factor))
+  # reshape + mean rather than reduce_window, for speed (see max_pool2); the
+  # mean is linear, so its gradient has no tie problem.
+  b, _, _, c = x_BxHxWxC.shape
+  x = x_BxHxWxC[:, :size * factor, :size * factor]
+  return x.reshape(b, size, factor, size, factor, c).mean(axis=(2, 4))
 
 
 def upsample2(x_BxHxWxC: jnp.ndarray) -> jnp.ndarray:
