@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 
-import av
 import jax
 import numpy as np
 from PIL import Image
@@ -27,6 +26,7 @@ from fasjax import predict
 from fasjax import trained
 from fasjax import train
 from fasjax.preprocess import config as preprocess_config
+import media
 import smoke_run
 
 PARITY_TOLERANCE = 1e-4  # the bound; measured differences are ~1e-7
@@ -51,10 +51,10 @@ def files(tmp_path_factory):
   photo = skdata.astronaut()
   Image.fromarray(photo).save(d / 'astronaut.png')
   small = Image.fromarray(photo).resize((256, 256))
-  _write_video(d / 'astronaut.avi',
+  media.write_video(d / 'astronaut.avi',
                [np.asarray(small.rotate(0, translate=(2 * i, i)))
                 for i in range(7)])
-  _write_video(d / 'no_frames.avi', [])
+  media.write_video(d / 'no_frames.avi', [])
   (d / 'empty.png').write_bytes(b'')
   (d / 'notes.txt').write_text('not a face\n')
   png = (d / 'astronaut.png').read_bytes()
@@ -64,18 +64,6 @@ def files(tmp_path_factory):
   noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), np.uint8)
   Image.fromarray(noise).save(d / 'noise.png')
   return d
-
-
-def _write_video(path, frames):
-  with av.open(str(path), 'w') as container:
-    stream = container.add_stream('mpeg4', rate=25)
-    stream.height, stream.width = (frames[0].shape[:2] if frames
-                                   else (64, 64))
-    stream.pix_fmt = 'yuv420p'
-    container.start_encoding()  # the header, even when no frame follows
-    for frame in frames:
-      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, 'rgb24')))
-    container.mux(stream.encode())
 
 
 @pytest.fixture(scope='module')

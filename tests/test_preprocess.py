@@ -4,12 +4,12 @@ import pathlib
 import subprocess
 import sys
 
-import av
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import data as skdata
 
+import media
 from fasjax.preprocess import __main__ as cli
 from fasjax.preprocess import chain
 from fasjax.preprocess import config as config_lib
@@ -115,22 +115,12 @@ def test_crop_pads_outside_the_frame_with_black():
   assert out[0, 0].max() == 0 and out[-1, -1].min() == 200
 
 
-def _write_video(path, frames):
-  with av.open(str(path), 'w') as container:
-    stream = container.add_stream('mpeg4', rate=25)
-    stream.height, stream.width = frames[0].shape[:2]
-    stream.pix_fmt = 'yuv420p'
-    for frame in frames:
-      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, 'rgb24')))
-    container.mux(stream.encode())
-
-
 @pytest.fixture(scope='module')
 def astronaut_video(astronaut, tmp_path_factory):
   photo = Image.fromarray(astronaut).resize((256, 256))
   frames = [np.asarray(photo.rotate(0, translate=(2 * i, i))) for i in range(7)]
   path = tmp_path_factory.mktemp('video') / 'astronaut.avi'
-  _write_video(path, frames)
+  media.write_video(path, frames)
   return path
 
 

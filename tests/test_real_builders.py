@@ -11,7 +11,6 @@ import json
 import os
 import pathlib
 
-import av
 import numpy as np
 from PIL import Image
 import pytest
@@ -19,6 +18,7 @@ from skimage import data as skdata
 import tensorflow_datasets as tfds
 
 from configs import common
+import media
 from fasjax import input_pipeline
 from fasjax.datasets import casia_fasd
 from fasjax.datasets import msu_mfsd
@@ -119,18 +119,6 @@ def astronaut_frames(n: int, seed: int) -> list[np.ndarray]:
   return frames
 
 
-def write_video(path: pathlib.Path, frames: list[np.ndarray]):
-  """Encodes RGB frames: MPEG-4 part 2 in .avi/.mov, H.264 in .mp4."""
-  codec = 'h264' if path.suffix == '.mp4' else 'mpeg4'
-  with av.open(str(path), 'w') as container:
-    stream = container.add_stream(codec, rate=25)
-    stream.height, stream.width = frames[0].shape[:2]
-    stream.pix_fmt = 'yuv420p'
-    for frame in frames:
-      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, 'rgb24')))
-    container.mux(stream.encode())
-
-
 def make_miniature(name: str, root: pathlib.Path) -> pathlib.Path:
   """Writes the miniature release of a dataset under root; returns root."""
   for i, (rel, spec) in enumerate(sorted(MINIATURES[name].items())):
@@ -141,16 +129,16 @@ def make_miniature(name: str, root: pathlib.Path) -> pathlib.Path:
     elif spec == 'empty':
       path.write_bytes(b'')
     elif spec == 'truncated':  # a third of a 12-frame video
-      write_video(path, astronaut_frames(FRAMES_PER_VIDEO, seed=i) * 3)
+      media.write_video(path, astronaut_frames(FRAMES_PER_VIDEO, seed=i) * 3)
       path.write_bytes(path.read_bytes()[:path.stat().st_size // 3])
     elif spec == 'noface':
       ramp = np.linspace(0, 255, 160, dtype=np.uint8)
-      write_video(path, [np.stack([np.tile(ramp, (120, 1))] * 3, -1)] * 4)
+      media.write_video(path, [np.stack([np.tile(ramp, (120, 1))] * 3, -1)] * 4)
     else:
       frames = astronaut_frames(FRAMES_PER_VIDEO, seed=i)
       if 'upside' in spec:
         frames = [np.ascontiguousarray(f[::-1, ::-1]) for f in frames]
-      write_video(path, frames)
+      media.write_video(path, frames)
   for rel, text in EXTRA_FILES.get(name, {}).items():
     (root / rel).write_text(text)
   return root
