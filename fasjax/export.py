@@ -63,27 +63,28 @@ def forward(params: PyTree, batch_stats: PyTree, images_BxSxSx6: jnp.ndarray,
           'depth': out['depth'].astype(jnp.float32)}
 
 
+def _check_input_kind(input_kind: str) -> None:
+  if input_kind not in INPUTS:
+    raise ValueError(f'--input must be one of {INPUTS}, got {input_kind!r}')
+
+
 def input_spec(image_size: int, input_kind: str) -> tf.TensorSpec:
   """The signature's input: batch-free features or uint8 RGB crops."""
-  if input_kind == 'features':
-    return tf.TensorSpec([None, image_size, image_size, 6], tf.float32,
-                         name='images')
-  if input_kind == 'rgb':
-    return tf.TensorSpec([None, image_size, image_size, 3], tf.uint8,
-                         name='images')
-  raise ValueError(f'--input must be one of {INPUTS}, got {input_kind!r}')
+  _check_input_kind(input_kind)
+  channels, dtype = {'features': (6, tf.float32),
+                     'rgb': (3, tf.uint8)}[input_kind]
+  return tf.TensorSpec([None, image_size, image_size, channels], dtype,
+                       name='images')
 
 
 def tf_module(model: trained.TrainedModel, input_kind: str) -> tf.Module:
   """A tf.Module holding the weights as variables and a `serve` function."""
   size = model.image_size
-  variables = jax.tree.map(lambda a: np.asarray(a, np.float32)
-                           if np.issubdtype(np.asarray(a).dtype, np.floating)
-                           else np.asarray(a),
-                           (model.params, model.batch_stats))
+  # Parameters and batch statistics are float32 whatever model.dtype says.
   module = tf.Module()
-  module.weights = tf.nest.map_structure(
-      lambda a: tf.Variable(a, trainable=False), variables)
+  module.weights = jax.tree.map(
+      lambda a: tf.Variable(np.asarray(a), trainable=False),
+      (model.params, model.batch_stats))
   converted = jax2tf.convert(
       lambda w, x: forward(w[0], w[1], x, nets=model.nets),
       polymorphic_shapes=[None, f'(b, {size}, {size}, 6)'],
@@ -228,7 +229,7 @@ def export(workdir: str, fmt: str, out_dir: str,
   """Exports the run's model and its card; returns the written paths."""
   if fmt not in FORMATS:
     raise ValueError(f'--format must be one of {FORMATS}, got {fmt!r}')
-  input_spec(8, input_kind)  # validates input_kind before the slow part
+  _check_input_kind(input_kind)  # before the slow restore
   model = trained.load(workdir)
   os.makedirs(out_dir, exist_ok=True)
   write = export_saved_model if fmt == 'saved_model' else export_tflite

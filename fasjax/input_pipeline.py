@@ -102,7 +102,7 @@ def to_model_input(image_uint8: tf.Tensor) -> tf.Tensor:
 
 
 def model_input(image_uint8_HxWx3: Any, image_size: int) -> tf.Tensor:
-  """A face crop of any size -> the model's float32 [S, S, 6] input.
+  """Face crop(s) [..., H, W, 3] of any size -> float32 [..., S, S, 6] inputs.
 
   Exactly what training and evaluation feed the model (without the flip):
   antialiased bilinear resize to S, rounded to uint8, then RGB/255 ‖ HSV.

@@ -125,10 +125,9 @@ def model_inputs(frames: Sequence[np.ndarray], boxes: Sequence[detect.Box],
                  chain: preprocess_config.ChainConfig,
                  image_size: int) -> np.ndarray:
   """float32 [N, S, S, 6] model inputs of the face crops."""
-  crops = [detect.crop(f, b, chain.margin, chain.crop_size)
-           for f, b in zip(frames, boxes)]
-  return np.stack([input_pipeline.model_input(c, image_size).numpy()
-                   for c in crops])
+  crops = np.stack([detect.crop(f, b, chain.margin, chain.crop_size)
+                    for f, b in zip(frames, boxes)])
+  return input_pipeline.model_input(crops, image_size).numpy()
 
 
 def score(predict_fn: Callable[..., Any], model: trained.TrainedModel,

@@ -14,7 +14,6 @@ import math
 import os
 from typing import Any
 
-import jax
 import ml_collections
 
 from fasjax import checkpoint
@@ -64,7 +63,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
-def load(workdir: str, device: jax.Device | None = None) -> TrainedModel:
+def load(workdir: str) -> TrainedModel:
   """Restores the honest rule's checkpoint of a run and its threshold."""
   config = load_config(workdir)
   nets, _, template = train.build(config)
@@ -88,11 +87,8 @@ def load(workdir: str, device: jax.Device | None = None) -> TrainedModel:
     raise RunNotUsableError(
         f'The checkpoint of step {step}, chosen by the honest rule, is not in '
         f'{mngr.directory} (kept: {sorted(mngr.all_steps())}).')
-  params, batch_stats = state.params, state.batch_stats
-  if device is not None:
-    params, batch_stats = jax.device_put((params, batch_stats), device)
-  return TrainedModel(config=config, nets=nets, params=params,
-                      batch_stats=batch_stats, step=step,
+  return TrainedModel(config=config, nets=nets, params=state.params,
+                      batch_stats=state.batch_stats, step=step,
                       threshold=float(honest['threshold']), selection=honest)
 
 
