@@ -1,28 +1,92 @@
 """Evaluation of any saved step, and the last-k average some papers report.
 
+`restore(config, workdir, step=None)` restores a kept step, or the one the
+honest rule chose (lowest pooled source-dev EER, `evaluate.select`), reading
+the checkpoints' history once; `fasjax.report` and `fasjax.trained` use it.
 `evaluate_step(config, workdir, step)` restores one kept checkpoint and
-recomputes its target (protocol and honest) and source-dev numbers.
+recomputes its target (protocol and honest) and source-dev numbers, data-
+parallel over every visible device as training evaluates.
 `last_k(config, workdir, k)` reports mean ± std of the metrics over the last
 k evaluations of a run. Every evaluation is stored in the checkpoints'
 history, so the last-k average needs no recomputation and covers evaluated
 steps whose checkpoints were pruned.
 """
 
+import dataclasses
 import os
 import statistics
 from typing import Any, Sequence
 
+import jax
 import ml_collections
 
 from fasjax import checkpoint
 from fasjax import config_checks
 from fasjax import data
 from fasjax import evaluate
+from fasjax import meta
 from fasjax import provenance
+from fasjax import sharding
 from fasjax import train
 
 BLOCKS = ('protocol', 'honest')
 METRICS = ('hter', 'auc', 'eer', 'tpr_at_fpr_1pct')
+
+
+class RunNotUsableError(RuntimeError):
+  """The workdir holds no checkpoint (or no evaluation) that the call needs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  """A restored checkpoint with the run's evaluation history."""
+  nets: meta.Networks
+  state: meta.TrainState
+  step: int
+  history: list[dict[str, Any]]
+  honest: dict[str, Any] | None  # evaluate.select's honest block, if chosen.
+
+
+def restore(config: ml_collections.ConfigDict, workdir: str,
+            step: int | None = None,
+            mesh: jax.sharding.Mesh | None = None) -> Restored:
+  """A kept step, or the honest rule's when `step` is None.
+
+  Restores the latest checkpoint (whose history lists every evaluation) and
+  restores again only if the wanted step is an older one. With `mesh` the
+  state is replicated over it (orbax restores into the template's
+  sharding); without, it lands on the default device.
+  """
+  config_checks.validate(config)
+  nets, _, template = train.build(config)
+  if mesh is not None:
+    template = sharding.replicate(template, mesh)
+  mngr = checkpoint.manager(workdir)
+  restored = checkpoint.restore_latest(mngr, template)
+  if restored is None:
+    raise RunNotUsableError(f'No checkpoint in {mngr.directory}: train first '
+                            '(python launch.py --mode=train ...).')
+  latest, history = restored
+  honest = None
+  if step is None:
+    if not history:
+      raise RunNotUsableError(
+          f'The run in {workdir} has not been evaluated yet, so the honest '
+          'rule has chosen nothing: train until the first evaluation '
+          '(config.eval_every).')
+    honest = evaluate.select(history)['honest']
+    step = int(honest['step'])
+  kept = sorted(mngr.all_steps())
+  if step == int(latest.step):
+    state = latest
+  elif step in kept:
+    state, _ = checkpoint.restore(mngr, template, step)
+  else:
+    chosen = 'chosen by the honest rule, ' if honest is not None else ''
+    raise RunNotUsableError(
+        f'No checkpoint of step {step} ({chosen}in {mngr.directory}); kept '
+        f'steps: {kept}.')
+  return Restored(nets, state, step, history, honest)
 
 
 def kept_steps(workdir: str) -> list[int]:
@@ -30,30 +94,19 @@ def kept_steps(workdir: str) -> list[int]:
   return sorted(checkpoint.manager(workdir).all_steps())
 
 
-def restore_step(config: ml_collections.ConfigDict, workdir: str, step: int):
-  """(nets, state, history) of a kept checkpoint; unknown steps are listed."""
-  config_checks.validate(config)
-  steps = kept_steps(workdir)
-  if step not in steps:
-    raise ValueError(f'No checkpoint of step {step} in {workdir}/checkpoints;'
-                     f' kept steps: {steps}.')
-  nets, _, template = train.build(config)
-  state, history = checkpoint.restore(checkpoint.manager(workdir), template,
-                                      step)
-  return nets, state, history
-
-
 def evaluate_step(config: ml_collections.ConfigDict, workdir: str, step: int,
                   write: bool = True) -> dict[str, Any]:
   """Re-evaluates one kept step; writes eval_step_<step>.json if `write`."""
-  nets, state, _ = restore_step(config, workdir, step)
+  mesh = sharding.make_mesh()
+  run = restore(config, workdir, step, mesh)
   # Only the eval sets: building the training stream would cost seconds.
   target = data.eval_sets(config, [config.data.target],
                           list(config.data.target_splits))
   dev = data.eval_sets(config, list(config.data.dev_domains),
                        list(config.data.dev_splits))
-  entry = evaluate.evaluate(evaluate.make_predict_fn(nets), state.params,
-                            state.batch_stats, step, target, dev)
+  entry = evaluate.evaluate(sharding.make_predict_fn(run.nets, mesh),
+                            run.state.params, run.state.batch_stats, step,
+                            target, dev)
   result = evaluate.to_json_safe({'target': config.data.target, **entry})
   if write:
     provenance.write_json(os.path.join(workdir, f'eval_step_{step}.json'),
@@ -93,7 +146,7 @@ def last_k(config: ml_collections.ConfigDict, workdir: str, k: int,
   _, _, template = train.build(config)
   restored = checkpoint.restore_latest(checkpoint.manager(workdir), template)
   if restored is None:
-    raise FileNotFoundError(f'No checkpoint in {workdir}/checkpoints: train '
+    raise RunNotUsableError(f'No checkpoint in {workdir}/checkpoints: train '
                             'first with --mode=train and the same --workdir.')
   result = {'target': config.data.target,
             **last_k_average(restored[1], k)}

@@ -36,6 +36,7 @@ from fasjax import evaluate
 from fasjax import meta
 from fasjax import metrics
 from fasjax import provenance
+from fasjax import sharding
 
 PyTree = Any
 APCER_TARGETS = (0.01, 0.05, 0.10)
@@ -358,16 +359,6 @@ def index_html(numbers: dict[str, Any], figures: dict[str, str | None],
 # -----------------------------------------------------------------------------
 
 
-def chosen_step(config: ml_collections.ConfigDict, workdir: str) -> int:
-  """The honest rule's checkpoint (always kept by checkpoint.prune)."""
-  steps = checkpoint_eval.kept_steps(workdir)
-  if not steps:
-    raise FileNotFoundError(f'No checkpoint in {workdir}/checkpoints: train '
-                            'first.')
-  _, _, history = checkpoint_eval.restore_step(config, workdir, steps[-1])
-  return int(evaluate.select(history)['honest']['step'])
-
-
 def _subsample(n: int, limit: int, seed: int = 0) -> np.ndarray:
   if n <= limit:
     return np.arange(n)
@@ -377,9 +368,10 @@ def _subsample(n: int, limit: int, seed: int = 0) -> np.ndarray:
 def write_report(config: ml_collections.ConfigDict, workdir: str,
                  step: int | None = None) -> dict[str, Any]:
   """Writes WORKDIR/report/: figures, index.html, report.json; returns them."""
-  step = chosen_step(config, workdir) if step is None else step
-  nets, state, _ = checkpoint_eval.restore_step(config, workdir, step)
-  predict_fn = evaluate.make_predict_fn(nets)
+  mesh = sharding.make_mesh()
+  run = checkpoint_eval.restore(config, workdir, step, mesh)
+  nets, state, step = run.nets, run.state, run.step
+  predict_fn = sharding.make_predict_fn(nets, mesh, gather_all=True)
   target_sets = data.eval_sets(config, [config.data.target],
                                list(config.data.target_splits))
   dev_sets = data.eval_sets(config, list(config.data.dev_domains),

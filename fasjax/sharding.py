@@ -59,6 +59,16 @@ def initialize(coordinator_address: str | None = None,
     Whether jax.distributed was initialised.
   """
   explicit = coordinator_address is not None or (num_processes or 1) > 1
+  if explicit and (coordinator_address is None or num_processes is None
+                   or process_id is None):
+    raise ValueError(
+        'Several processes without a cluster manager need all three of '
+        'coordinator_address (host:port of process 0), num_processes and '
+        f'process_id; got {coordinator_address!r}, {num_processes!r}, '
+        f'{process_id!r}.')
+  if explicit and not 0 <= process_id < num_processes:
+    raise ValueError(f'process_id must be in [0, {num_processes}), got '
+                     f'{process_id}.')
   detected = any(os.environ.get(v) not in (None, '', '1')
                  for v in _CLUSTER_ENV)
   if not (explicit or detected):
@@ -167,14 +177,15 @@ def process_rows(rows: np.ndarray) -> np.ndarray:
   return rows[jax.process_index() * n:(jax.process_index() + 1) * n]
 
 
-def make_predict_fn(nets: meta.Networks, mesh: Mesh
+def make_predict_fn(nets: meta.Networks, mesh: Mesh, gather_all: bool = False
                     ) -> Callable[..., dict[str, Any]]:
   """`(params, batch_stats, images) -> outputs` with images split over the mesh.
 
   Like `evaluate.make_predict_fn`, for replicated parameters and a host batch
   of images that every process holds whole (its size a multiple of the
   device count). In multi-process runs only `p_live` is gathered to every
-  process; the other outputs stay sharded.
+  process (all that evaluation needs) unless `gather_all`; the other outputs
+  stay sharded.
   """
   step = jit_predict_step(nets, mesh)
 
@@ -185,7 +196,7 @@ def make_predict_fn(nets: meta.Networks, mesh: Mesh
     local = {'image': process_rows(np.asarray(images))}
     out = step(params, batch_stats, global_eval_batch(local, mesh)['image'])
     if jax.process_count() > 1:
-      out = {**out, 'p_live': multihost_utils.process_allgather(
-          out['p_live'], tiled=True)}
+      gathered = out if gather_all else {'p_live': out['p_live']}
+      out = {**out, **multihost_utils.process_allgather(gathered, tiled=True)}
     return out
   return predict

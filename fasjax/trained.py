@@ -16,10 +16,8 @@ from typing import Any
 
 import ml_collections
 
-from fasjax import checkpoint
-from fasjax import evaluate
+from fasjax import checkpoint_eval
 from fasjax import meta
-from fasjax import train
 
 PyTree = Any
 # Config fields added after some runs were recorded, with the value those
@@ -27,8 +25,8 @@ PyTree = Any
 _LATER_MODEL_FIELDS = {'conv_impl': 'xla', 'dtype': 'float32'}
 
 
-class RunNotUsableError(RuntimeError):
-  """The workdir holds no run that can score faces yet."""
+# The workdir holds no run that can score faces yet.
+RunNotUsableError = checkpoint_eval.RunNotUsableError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,30 +64,11 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def load(workdir: str) -> TrainedModel:
   """Restores the honest rule's checkpoint of a run and its threshold."""
   config = load_config(workdir)
-  nets, _, template = train.build(config)
-  mngr = checkpoint.manager(workdir)
-  restored = checkpoint.restore_latest(mngr, template)
-  if restored is None:
-    raise RunNotUsableError(f'No checkpoint in {mngr.directory}: train first '
-                            '(python launch.py --mode=train ...).')
-  latest, history = restored
-  if not history:
-    raise RunNotUsableError(
-        f'The run in {workdir} has not been evaluated yet, so it has no '
-        'threshold: train until the first evaluation (config.eval_every).')
-  honest = evaluate.select(history)['honest']
-  step = int(honest['step'])
-  if step == int(latest.step):
-    state = latest
-  elif step in mngr.all_steps():
-    state, _ = checkpoint.restore(mngr, template, step)
-  else:
-    raise RunNotUsableError(
-        f'The checkpoint of step {step}, chosen by the honest rule, is not in '
-        f'{mngr.directory} (kept: {sorted(mngr.all_steps())}).')
-  return TrainedModel(config=config, nets=nets, params=state.params,
-                      batch_stats=state.batch_stats, step=step,
-                      threshold=float(honest['threshold']), selection=honest)
+  run = checkpoint_eval.restore(config, workdir)
+  return TrainedModel(config=config, nets=run.nets, params=run.state.params,
+                      batch_stats=run.state.batch_stats, step=run.step,
+                      threshold=float(run.honest['threshold']),
+                      selection=run.honest)
 
 
 def decide(p_live: float, threshold: float) -> str:

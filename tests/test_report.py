@@ -78,7 +78,8 @@ def test_numbers_match_metrics(run, config, reported):
   step = reported['step']
   results = _read(os.path.join(run, 'results.json'))
   assert step == results['honest']['step']  # The default checkpoint.
-  nets, state, _ = checkpoint_eval.restore_step(config, run, step)
+  restored = checkpoint_eval.restore(config, run, step)
+  nets, state = restored.nets, restored.state
   predict = evaluate.make_predict_fn(nets)
   target = evaluate.score_videos(
       predict, state.params, state.batch_stats,
@@ -110,8 +111,14 @@ def test_numbers_match_metrics(run, config, reported):
 
 def test_evaluate_step_and_last_k(run, config):
   assert checkpoint_eval.kept_steps(run) == [3, 6]
-  _, _, history = checkpoint_eval.restore_step(config, run, 6)
+  history = checkpoint_eval.restore(config, run, 6).history
   assert [e['step'] for e in history] == [3, 6]
+  # No step: the honest rule's, with its threshold, as results.json says.
+  honest = _read(os.path.join(run, 'results.json'))['honest']
+  chosen = checkpoint_eval.restore(config, run)
+  assert chosen.step == honest['step']
+  assert chosen.honest['threshold'] == pytest.approx(honest['threshold'])
+  assert int(chosen.state.step) == honest['step']
   # Re-evaluating a saved step gives what training recorded for it.
   entry = checkpoint_eval.evaluate_step(config, run, 3)
   assert os.path.exists(os.path.join(run, 'eval_step_3.json'))
@@ -130,7 +137,7 @@ def test_evaluate_step_and_last_k(run, config):
           statistics.stdev(values), abs=1e-12)
   assert checkpoint_eval.last_k_average(history, 1)['steps'] == [6]
   assert 'note' in checkpoint_eval.last_k_average(history, 5)
-  with pytest.raises(ValueError, match='kept steps'):
+  with pytest.raises(checkpoint_eval.RunNotUsableError, match='kept steps'):
     checkpoint_eval.evaluate_step(config, run, 4)
 
 

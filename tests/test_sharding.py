@@ -14,6 +14,7 @@
 import functools
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 import smoke_run
 
+from fasjax import checkpoint_eval
 from fasjax import meta
 from fasjax import models
 from fasjax import sharding
@@ -193,9 +195,11 @@ def one_and_four_device_runs(tmp_path_factory, data_dir):
     proc = smoke_run.launch(workdir, data_dir, *_RUN_FLAGS,
                             extra_env=_cpu_devices(devices))
     runs[devices] = (workdir, proc.stderr)
-  # --mode=eval restores the replicated checkpoints on 4 devices.
-  smoke_run.launch(runs[4][0], data_dir, '--mode=eval', *_RUN_FLAGS,
-                   extra_env=_cpu_devices(4))
+  # --mode=eval restores the replicated checkpoints on 4 devices, for every
+  # evaluated step and (checkpoint_eval.evaluate_step) for one step.
+  for extra in (('--mode=eval',), ('--mode=eval', '--step=3')):
+    smoke_run.launch(runs[4][0], data_dir, *extra, *_RUN_FLAGS,
+                     extra_env=_cpu_devices(4))
   return runs
 
 
@@ -243,6 +247,66 @@ def test_eval_mode_on_four_devices_reproduces_results(
   four = one_and_four_device_runs[4][0]
   assert (smoke_run.read_json(os.path.join(four, 'eval_results.json'))
           == smoke_run.read_json(os.path.join(four, 'results.json')))
+
+
+def test_evaluate_step_on_four_devices_equals_one_device(
+    one_and_four_device_runs, data_dir):
+  four = one_and_four_device_runs[4][0]
+  config = smoke_run.config(data_dir)
+  config.model.conv_impl = 'matmul'
+  config.data.per_class_batch = 2
+  config.eval_batch_size = 30
+  # This process has one device: the same checkpoint scored unsharded.
+  expected = checkpoint_eval.evaluate_step(config, four, 3, write=False)
+  actual = smoke_run.read_json(os.path.join(four, 'eval_step_3.json'))
+  assert actual['step'] == expected['step'] == 3
+  for block in ('protocol', 'honest', 'dev'):
+    for key, value in expected[block].items():
+      np.testing.assert_allclose(actual[block][key], value, rtol=1e-6,
+                                 err_msg=f'{block}.{key}')
+
+
+def _free_port():
+  with socket.socket() as sock:
+    sock.bind(('localhost', 0))
+    return sock.getsockname()[1]
+
+
+def test_two_processes_train_and_one_process_reevaluates(tmp_path, data_dir):
+  # launch.py as two jax.distributed processes (one CPU device each) on this
+  # machine: each reads its half of every domain, process 0 writes. A plain
+  # one-process --mode=eval of the same checkpoints must find the numbers the
+  # two processes recorded (P(live) gathered across processes correctly).
+  workdir = str(tmp_path / 'two_processes')
+  address = f'localhost:{_free_port()}'
+  procs = [subprocess.Popen(
+      smoke_run.command(workdir, data_dir, *_RUN_FLAGS,
+                        f'--coordinator_address={address}',
+                        '--num_processes=2', f'--process_id={i}'),
+      cwd=smoke_run.ROOT, env=smoke_run.env(), stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  logs = [p.communicate(timeout=600)[1] for p in procs]
+  for i, (proc, log) in enumerate(zip(procs, logs)):
+    assert proc.returncode == 0, f'process {i}: {log[-3000:]}'
+  assert 'Data-parallel over 2 devices (2 processes)' in logs[0]
+  smoke_run.launch(workdir, data_dir, '--mode=eval', *_RUN_FLAGS)
+  recorded = _leaves(smoke_run.read_json(os.path.join(workdir,
+                                                      'results.json')))
+  again = _leaves(smoke_run.read_json(os.path.join(workdir,
+                                                  'eval_results.json')))
+  assert [p for p, _ in again] == [p for p, _ in recorded]
+  for (path, a), (_, e) in zip(again, recorded):
+    if isinstance(e, str) or path.endswith('step'):
+      assert a == e, path
+    else:
+      np.testing.assert_allclose(a, e, rtol=1e-6, err_msg=path)
+
+
+def test_initialize_needs_all_three_arguments():
+  with pytest.raises(ValueError, match='num_processes and process_id'):
+    sharding.initialize('localhost:1234')
+  with pytest.raises(ValueError, match=r'process_id must be in \[0, 2\)'):
+    sharding.initialize('localhost:1234', 2, 2)
 
 
 # Mixed precision ------------------------------------------------------------
