@@ -4,7 +4,10 @@
   python launch.py --config=configs/ocm_to_i.py:synthetic --workdir=workdirs/demo --mode=eval
   python launch.py --config=configs/ocm_to_i.py:synthetic --workdir=workdirs/demo --mode=report
 
-Config fields can be overridden, e.g. --config.num_steps=100.
+Config fields can be overridden, e.g. --config.num_steps=100. Several
+processes without a cluster manager (SLURM, Open MPI and TPU pods are
+detected): start one per host with --coordinator_address=HOST0:PORT
+--num_processes=N --process_id=I.
 """
 
 import os
@@ -37,6 +40,13 @@ _STEP = flags.DEFINE_integer('step', None, 'eval/report: this saved step '
                              'instead of the chosen ones.')
 _LAST_K = flags.DEFINE_integer('last_k', None, 'eval: also the mean +- std '
                                'over the last K evaluations.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'Several processes without a cluster '
+    'manager: host:port of process 0, the same for all processes.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'With '
+                                      '--coordinator_address: how many.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'With '
+                                   '--coordinator_address: this one, 0-based.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -44,8 +54,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # jax.distributed must start before anything touches a JAX backend; a
-  # no-op unless a multi-process cluster is detected.
-  sharding.initialize()
+  # no-op unless given a coordinator or a multi-process cluster is detected.
+  sharding.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                      _PROCESS_ID.value)
   # TensorFlow only feeds data; keep it off any accelerator JAX uses.
   tf.config.set_visible_devices([], 'GPU')
   logs.quiet_library_logs()

@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import tensorflow as tf
@@ -46,22 +47,36 @@ def _split_builder(builder: str) -> tuple[str, str | None]:
   return name, config or None
 
 
-def load(config: ml_collections.ConfigDict, domain: str,
-         splits: list[str]) -> tf.data.Dataset:
-  """Raw examples of one domain's splits, preparing synthetic data if needed."""
-  name, builder_config = _split_builder(config.data.builders[domain])
+def _load_or_prepare(name: str, builder_config: str | None,
+                     splits: list[str], data_dir: str | None
+                     ) -> tf.data.Dataset:
   try:
-    return input_pipeline.load_domain(name, builder_config, splits,
-                                      config.data.data_dir)
+    return input_pipeline.load_domain(name, builder_config, splits, data_dir)
   except input_pipeline.DatasetNotPreparedError:
     if name != 'synthetic_fas':
       raise
   from fasjax.datasets import prepare_synthetic  # pylint: disable=g-import-not-at-top
   logging.info('Generating synthetic_fas/%s into %s (first use).',
-               builder_config, config.data.data_dir or 'the tfds default dir')
-  prepare_synthetic.prepare([builder_config], config.data.data_dir)
-  return input_pipeline.load_domain(name, builder_config, splits,
-                                    config.data.data_dir)
+               builder_config, data_dir or 'the tfds default dir')
+  prepare_synthetic.prepare([builder_config], data_dir)
+  return input_pipeline.load_domain(name, builder_config, splits, data_dir)
+
+
+def load(config: ml_collections.ConfigDict, domain: str,
+         splits: list[str]) -> tf.data.Dataset:
+  """Raw examples of one domain's splits, preparing synthetic data if needed.
+
+  With several processes only process 0 generates missing synthetic data;
+  the others wait for it at a barrier that every process passes (two
+  writers would race for the same tfds directory).
+  """
+  name, builder_config = _split_builder(config.data.builders[domain])
+  data_dir = config.data.data_dir
+  if name == 'synthetic_fas' and jax.process_count() > 1:
+    if jax.process_index() == 0:
+      _load_or_prepare(name, builder_config, splits, data_dir)
+    multihost_utils.sync_global_devices(f'synthetic_fas/{builder_config}')
+  return _load_or_prepare(name, builder_config, splits, data_dir)
 
 
 def eval_batch_size(config: ml_collections.ConfigDict) -> int:
