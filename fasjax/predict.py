@@ -31,7 +31,6 @@ import json
 import os
 import sys
 from typing import Any, Callable, Sequence
-import warnings
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -48,7 +47,7 @@ from fasjax.preprocess import config as preprocess_config
 from fasjax.preprocess import detect
 from fasjax.preprocess import video
 
-DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_PIXELS = video.MAX_PIXELS
 BATCH = 16  # frames per model call; padded, so one compilation serves all
 
 
@@ -64,29 +63,6 @@ class Settings:
   max_pixels: int = DEFAULT_MAX_PIXELS
 
 
-def read_image(path: str, max_pixels: int) -> np.ndarray | None:
-  """uint8 RGB of an image file; None if PIL does not recognise the file."""
-  with warnings.catch_warnings():
-    # The size check below is the limit; PIL's warning would only repeat it
-    # (its hard DecompressionBombError above ~179 MP still applies).
-    warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-    try:
-      with Image.open(path) as image:
-        width, height = image.size
-        if width * height > max_pixels:
-          raise InputError(
-              f'image of {width}x{height} pixels exceeds --max_pixels='
-              f'{max_pixels} (a decompression bomb or a huge photo): '
-              'downscale it, or raise --max_pixels if you trust the file')
-        return np.asarray(image.convert('RGB'))
-    except Image.UnidentifiedImageError:
-      return None
-    except Image.DecompressionBombError as e:
-      raise InputError(f'refused as a decompression bomb: {e}') from e
-    except (OSError, SyntaxError, ValueError) as e:
-      raise InputError(f'corrupt or truncated image ({e})') from e
-
-
 def read_frames(path: str, settings: Settings) -> list[tuple[int, np.ndarray]]:
   """(frame index, uint8 RGB) of an image (index 0) or a video's sampled frames."""
   if not os.path.exists(path):
@@ -95,9 +71,12 @@ def read_frames(path: str, settings: Settings) -> list[tuple[int, np.ndarray]]:
     raise InputError('is a directory; pass image or video files')
   if os.path.getsize(path) == 0:
     raise InputError('empty file (0 bytes)')
-  image = read_image(path, settings.max_pixels)
-  if image is not None:
-    return [(0, image)]
+  try:
+    return [(0, video.read_image(path, settings.max_pixels))]
+  except video.NotAnImageError:
+    pass  # Perhaps a video.
+  except video.VideoError as e:
+    raise InputError(str(e).removeprefix(f'{path}: ')) from e
   try:
     frames = video.read_frames(path, settings.sampling)
   except video.VideoError as e:

@@ -208,3 +208,19 @@ def test_module_entry_point():
       [sys.executable, '-m', 'fasjax.preprocess', '--help'], cwd=root,
       capture_output=True, text=True, check=True, timeout=60)
   assert '--out' in result.stdout
+
+
+def test_read_image_checks_before_decoding(tmp_path):
+  Image.new('RGB', (40, 30), (10, 200, 30)).save(tmp_path / 'ok.png')
+  image = video.read_image(tmp_path / 'ok.png')
+  assert image.shape == (30, 40, 3) and tuple(image[0, 0]) == (10, 200, 30)
+  with pytest.raises(video.VideoError, match='ok.png: image of 40x30 pixels '
+                     'exceeds --max_pixels=1000'):
+    video.read_image(tmp_path / 'ok.png', max_pixels=1000)
+  png = (tmp_path / 'ok.png').read_bytes()
+  (tmp_path / 'cut.png').write_bytes(png[:len(png) // 2])
+  with pytest.raises(video.VideoError, match='cut.png: corrupt or truncated'):
+    video.read_image(tmp_path / 'cut.png')
+  (tmp_path / 'notes.txt').write_text('not an image')
+  with pytest.raises(video.NotAnImageError, match='notes.txt'):
+    video.read_image(tmp_path / 'notes.txt')

@@ -1,6 +1,7 @@
-"""Video decoding (PyAV, FFmpeg's bindings) and frame sampling."""
+"""Video decoding (PyAV, FFmpeg's bindings), frame sampling, checked image reads."""
 
 import os
+import warnings
 
 import av
 import numpy as np
@@ -9,8 +10,17 @@ from PIL import Image
 from fasjax.preprocess import config as config_lib
 
 
+# Larger images are refused before decoding (decompression bombs, or photos
+# far above the 256-pixel crops the models see).
+MAX_PIXELS = 50_000_000
+
+
 class VideoError(Exception):
   """A video file that cannot be used (missing, empty, corrupt, no frames)."""
+
+
+class NotAnImageError(VideoError):
+  """PIL does not recognise the file as an image (it may be a video)."""
 
 
 def read_frames(path: str | os.PathLike,
@@ -67,7 +77,32 @@ def _check_complete(path: str, decoded: int, declared: int):
                      f'{declared} frames its header declares')
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-  """Reads an image file as uint8 RGB HxWx3."""
-  with Image.open(path) as image:
-    return np.asarray(image.convert('RGB'))
+def read_image(path: str | os.PathLike,
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
+  """Reads an image file as uint8 RGB HxWx3, checking its size first.
+
+  Raises NotAnImageError if PIL does not recognise the file, and VideoError
+  (naming the file) for a corrupt or truncated image or one larger than
+  `max_pixels` (read from the header, before decoding).
+  """
+  with warnings.catch_warnings():
+    # The size check below is the limit; PIL's warning would only repeat it
+    # (its hard DecompressionBombError above ~179 MP still applies).
+    warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+    try:
+      with Image.open(path) as image:
+        width, height = image.size
+        if width * height > max_pixels:
+          raise VideoError(
+              f'{path}: image of {width}x{height} pixels exceeds --max_pixels='
+              f'{max_pixels} (a decompression bomb or a huge photo): '
+              'downscale it, or raise --max_pixels if you trust the file')
+        return np.asarray(image.convert('RGB'))
+    except Image.UnidentifiedImageError as e:
+      raise NotAnImageError(f'{path}: not an image PIL can read') from e
+    except Image.DecompressionBombError as e:
+      raise VideoError(f'{path}: refused as a decompression bomb: {e}') from e
+    except (OSError, SyntaxError, ValueError) as e:
+      raise VideoError(f'{path}: corrupt or truncated image ({e})') from e
+
+
