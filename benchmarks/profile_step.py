@@ -1,10 +1,16 @@
-r"""Where the meta step's time goes: XLA ops of one step, by kind.
+r"""Where the meta step's time goes: ops of one step, by kind, JAX and PyTorch.
 
 Traces one steady-state step of the paper's network (`benchmarks/train_step.py`
 shapes) with `jax.profiler` and prints the time of each kind of XLA
-operation (fusion names with their numeric suffix removed), largest first.
+operation (fusion names with their numeric suffix removed), largest first,
+and the split between convolution/matrix-product kernels ("gemm": YNNPACK
+fusions, convolutions, dots) and everything else. With `--torch` it does the
+same for the PyTorch port's step (`torch.profiler`, self time per aten op;
+"gemm" = convolutions and matrix products) and prints both splits side by
+side: if JAX's gemm time alone exceeds PyTorch's whole step, no removal of
+elementwise work can make the JAX step the faster one; only faster kernels can.
 
-  PYTHONPATH=. python benchmarks/profile_step.py --conv-impl=matmul
+  PYTHONPATH=. python benchmarks/profile_step.py --conv-impl=matmul --torch
   PYTHONPATH=. python benchmarks/profile_step.py --size=64 --width=0.5 --top=20
 
 The trace (TensorBoard / Perfetto) stays in --trace_dir for a closer look.
@@ -18,6 +24,7 @@ import gzip
 import json
 import os
 import re
+import time
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
@@ -28,6 +35,9 @@ import train_step as bench  # benchmarks/, next to this script
 
 # Runtime bookkeeping rather than XLA operations.
 _NOT_OPS = re.compile(r'^\$|Thunk|ThreadPool|PjitFunction|DevicePut')
+# Convolution and matrix-product kernels, by op name.
+_JAX_GEMM = re.compile(r'ynn_fusion|conv|dot|onednn')
+_TORCH_GEMM = re.compile(r'conv|mm$|matmul|linear')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument('--domains', type=int, default=3)
   p.add_argument('--conv-impl', default='matmul', choices=layers.CONV_IMPLS)
   p.add_argument('--top', type=int, default=15)
+  p.add_argument('--torch', action='store_true',
+                 help='also profile the PyTorch port (needs torch)')
   p.add_argument('--trace_dir', default='/tmp/fasjax_profile_step')
   return p.parse_args(argv)
 
@@ -55,6 +67,41 @@ def op_times_ms(trace_file: str) -> collections.Counter:
   return kinds
 
 
+def gemm_split_ms(kinds: collections.Counter,
+                  gemm: re.Pattern) -> tuple[float, float]:
+  """(milliseconds in conv/matmul kernels, milliseconds in everything else)."""
+  in_gemm = sum(ms for kind, ms in kinds.items() if gemm.search(kind))
+  return in_gemm, sum(kinds.values()) - in_gemm
+
+
+def torch_op_times_ms(width: float, batch) -> tuple[collections.Counter,
+                                                    float]:
+  """(self milliseconds per aten op of one traced step, unprofiled step s)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import profiler  # pylint: disable=g-import-not-at-top
+  step = functools.partial(bench.make_torch_step(width),
+                           bench.torch_batch(batch))
+  step()  # warm-up
+  t0 = time.perf_counter()
+  step()
+  wall_s = time.perf_counter() - t0
+  with profiler.profile(activities=[profiler.ProfilerActivity.CPU]) as prof:
+    step()
+  kinds: collections.Counter = collections.Counter()
+  for event in prof.key_averages():
+    if event.self_cpu_time_total > 0:
+      kinds[event.key] += event.self_cpu_time_total / 1e3
+  del torch
+  return kinds, wall_s
+
+
+def _print_kinds(title: str, kinds: collections.Counter, top: int) -> None:
+  total = sum(kinds.values())
+  print(f'{total:9.1f} ms in {title}')
+  for kind, ms in kinds.most_common(top):
+    print(f'{ms:9.1f} ms {100 * ms / total:5.1f}%  {kind}')
+
+
 def main(argv: list[str] | None = None) -> None:
   """Compiles, warms up, traces one step, prints the op kinds."""
   args = parse_args(argv)
@@ -67,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     state = init(jax.random.PRNGKey(0))
   state, _ = compiled(state, batch)  # warm-up
   jax.block_until_ready(state)
+  t0 = time.perf_counter()
+  state, _ = compiled(state, batch)
+  jax.block_until_ready(state)
+  jax_wall_s = time.perf_counter() - t0
   os.makedirs(args.trace_dir, exist_ok=True)
   with jax.profiler.trace(args.trace_dir, create_perfetto_trace=True):
     state, _ = compiled(state, batch)
@@ -75,11 +126,19 @@ def main(argv: list[str] | None = None) -> None:
                                           'perfetto_trace.json.gz'),
                              recursive=True), key=os.path.getmtime)
   kinds = op_times_ms(trace_file)
-  total = sum(kinds.values())
-  print(f'{total:9.1f} ms in XLA ops ({args.size}x{args.size}, width '
-        f'{args.width}, {args.domains}x{args.batch}, {args.conv_impl})')
-  for kind, ms in kinds.most_common(args.top):
-    print(f'{ms:9.1f} ms {100 * ms / total:5.1f}%  {kind}')
+  _print_kinds(f'XLA ops ({args.size}x{args.size}, width {args.width}, '
+               f'{args.domains}x{args.batch}, {args.conv_impl})', kinds,
+               args.top)
+  rows = [('JAX', jax_wall_s, *gemm_split_ms(kinds, _JAX_GEMM))]
+  if args.torch:
+    torch_kinds, torch_wall_s = torch_op_times_ms(args.width, batch)
+    _print_kinds('PyTorch aten ops (self time)', torch_kinds, args.top)
+    rows.append(('PyTorch', torch_wall_s,
+                 *gemm_split_ms(torch_kinds, _TORCH_GEMM)))
+  print('\n          step (unprofiled)   conv/matmul kernels   other ops')
+  for name, wall_s, gemm_ms, other_ms in rows:
+    print(f'{name:>8s}  {wall_s:10.2f} s  {gemm_ms / 1e3:14.2f} s  '
+          f'{other_ms / 1e3:14.2f} s')
 
 
 if __name__ == '__main__':
