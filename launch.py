@@ -61,6 +61,13 @@ def main(argv):
   tf.config.set_visible_devices([], 'GPU')
   logs.quiet_library_logs()
   logging.info('JAX devices: %s', jax.devices())
+  if jax.default_backend() == 'cpu' and 'malloc' not in os.environ.get(
+      'LD_PRELOAD', ''):
+    # glibc returns XLA's large temporaries to the kernel after every step;
+    # refaulting them cost ~15% of a CPU step (README, Performance).
+    logging.info('On CPUs, training runs ~15%% faster with tcmalloc: '
+                 'LD_PRELOAD=libtcmalloc_minimal.so.4 TCMALLOC_RELEASE_RATE=0 '
+                 '(Debian package libtcmalloc-minimal4).')
   config, workdir = _CONFIG.value, _WORKDIR.value
   if _MODE.value == 'train':
     train.train_and_evaluate(config, workdir)
