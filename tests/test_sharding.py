@@ -47,7 +47,7 @@ _FOUR_DEVICES = textwrap.dedent('''
     assert jax.device_count() == 4, jax.devices()
     D, B, S = 3, 4, 32
     # XLA's SPMD partitioner aborts on one of the 'xla' conv gradients of the
-    # full step (see docs/performance.md); the matmul weight gradient
+    # full step (README, Performance); the matmul weight gradient
     # partitions cleanly.
     if 'conv_impl' in models.MultiTaskNet.__dataclass_fields__:
       nets = meta.Networks(
