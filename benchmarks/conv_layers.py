@@ -40,10 +40,7 @@ import train_step as bench  # benchmarks/, next to this script
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   """Command-line options."""
   p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  p.add_argument('--size', type=int, default=64)
-  p.add_argument('--width', type=float, default=1.0)
-  p.add_argument('--batch', type=int, default=20, help='images per domain')
-  p.add_argument('--domains', type=int, default=3)
+  bench_common.add_step_shape_args(p)
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--json', action='store_true')
   return p.parse_args(argv)

@@ -31,6 +31,7 @@ import jax
 
 from fasjax import meta
 from fasjax.models import layers
+import bench_common  # benchmarks/, next to this script
 import train_step as bench  # benchmarks/, next to this script
 
 # Runtime bookkeeping rather than XLA operations.
@@ -43,10 +44,7 @@ _TORCH_GEMM = re.compile(r'conv|mm$|matmul|linear')
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   """Command-line options."""
   p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  p.add_argument('--size', type=int, default=64)
-  p.add_argument('--width', type=float, default=1.0)
-  p.add_argument('--batch', type=int, default=20, help='images per domain')
-  p.add_argument('--domains', type=int, default=3)
+  bench_common.add_step_shape_args(p)
   p.add_argument('--conv-impl', default='matmul', choices=layers.CONV_IMPLS)
   p.add_argument('--top', type=int, default=15)
   p.add_argument('--torch', action='store_true',

@@ -53,11 +53,7 @@ LOSS = dict(cls=1.0, dep=10.0, seg=1.0, trip=0.5, inner_lr=1e-3,
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   """Command-line options."""
   p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-  p.add_argument('--size', type=int, default=64, help='input side S')
-  p.add_argument('--width', type=float, default=1.0, help='channel multiplier')
-  p.add_argument('--batch', type=int, default=20,
-                 help='images per domain (half live, half spoof)')
-  p.add_argument('--domains', type=int, default=3, help='source domains')
+  bench_common.add_step_shape_args(p)
   p.add_argument('--conv-impl', default='xla', choices=layers.CONV_IMPLS)
   p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   p.add_argument('--repeats', type=int, default=3)

@@ -218,22 +218,28 @@ def _train_losses(workdir):
           if 'train/loss' in l.get('values', {})}
 
 
-def test_launch_on_four_devices_equals_one_device(one_and_four_device_runs):
-  (one, one_log), (four, four_log) = (one_and_four_device_runs[1],
-                                      one_and_four_device_runs[4])
-  assert 'Data-parallel over 1 devices' in one_log
-  assert 'Data-parallel over 4 devices' in four_log
-  expected = _leaves(smoke_run.read_json(os.path.join(one, 'results.json')))
-  actual = _leaves(smoke_run.read_json(os.path.join(four, 'results.json')))
+def _assert_same_results(actual_path, expected_path, rtol):
+  """Equal keys, strings and steps; numbers within rtol."""
+  expected = _leaves(smoke_run.read_json(expected_path))
+  actual = _leaves(smoke_run.read_json(actual_path))
   assert [p for p, _ in actual] == [p for p, _ in expected]
   for (path, a), (_, e) in zip(actual, expected):
     if isinstance(e, str) or path.endswith('step'):
       assert a == e, path
     else:
-      # Thresholds are video scores: they differ by float noise (7e-7
-      # relative measured). HTER, AUC and EER count videos, so a flipped
-      # order of two videos would change them by far more than 1e-5.
-      np.testing.assert_allclose(a, e, rtol=1e-5, err_msg=path)
+      np.testing.assert_allclose(a, e, rtol=rtol, err_msg=path)
+
+
+def test_launch_on_four_devices_equals_one_device(one_and_four_device_runs):
+  (one, one_log), (four, four_log) = (one_and_four_device_runs[1],
+                                      one_and_four_device_runs[4])
+  assert 'Data-parallel over 1 devices' in one_log
+  assert 'Data-parallel over 4 devices' in four_log
+  # Thresholds are video scores: they differ by float noise (7e-7 relative
+  # measured). HTER, AUC and EER count videos, so a flipped order of two
+  # videos would change them by far more than 1e-5.
+  _assert_same_results(os.path.join(four, 'results.json'),
+                       os.path.join(one, 'results.json'), rtol=1e-5)
   losses_one, losses_four = _train_losses(one), _train_losses(four)
   assert losses_one and sorted(losses_four) == sorted(losses_one)
   for step, loss in losses_one.items():
@@ -290,16 +296,8 @@ def test_two_processes_train_and_one_process_reevaluates(tmp_path, data_dir):
     assert proc.returncode == 0, f'process {i}: {log[-3000:]}'
   assert 'Data-parallel over 2 devices (2 processes)' in logs[0]
   smoke_run.launch(workdir, data_dir, '--mode=eval', *_RUN_FLAGS)
-  recorded = _leaves(smoke_run.read_json(os.path.join(workdir,
-                                                      'results.json')))
-  again = _leaves(smoke_run.read_json(os.path.join(workdir,
-                                                  'eval_results.json')))
-  assert [p for p, _ in again] == [p for p, _ in recorded]
-  for (path, a), (_, e) in zip(again, recorded):
-    if isinstance(e, str) or path.endswith('step'):
-      assert a == e, path
-    else:
-      np.testing.assert_allclose(a, e, rtol=1e-6, err_msg=path)
+  _assert_same_results(os.path.join(workdir, 'eval_results.json'),
+                       os.path.join(workdir, 'results.json'), rtol=1e-6)
 
 
 def test_initialize_needs_all_three_arguments():
