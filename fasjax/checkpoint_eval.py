@@ -47,6 +47,22 @@ class Restored:
   honest: dict[str, Any] | None  # evaluate.select's honest block, if chosen.
 
 
+def _restore_latest(config: ml_collections.ConfigDict, workdir: str,
+                    mesh: jax.sharding.Mesh | None):
+  """(nets, restore template, manager, latest state, history)."""
+  config_checks.validate(config)
+  nets, _, template = train.build(config)
+  if mesh is not None:
+    template = sharding.replicate(template, mesh)
+  mngr = checkpoint.manager(workdir)
+  restored = checkpoint.restore_latest(mngr, template)
+  if restored is None:
+    raise RunNotUsableError(
+        f'No checkpoint in {mngr.directory}: train first with '
+        '`python launch.py --mode=train` and the same --workdir.')
+  return (nets, template, mngr, *restored)
+
+
 def restore(config: ml_collections.ConfigDict, workdir: str,
             step: int | None = None,
             mesh: jax.sharding.Mesh | None = None) -> Restored:
@@ -57,16 +73,8 @@ def restore(config: ml_collections.ConfigDict, workdir: str,
   state is replicated over it (orbax restores into the template's
   sharding); without, it lands on the default device.
   """
-  config_checks.validate(config)
-  nets, _, template = train.build(config)
-  if mesh is not None:
-    template = sharding.replicate(template, mesh)
-  mngr = checkpoint.manager(workdir)
-  restored = checkpoint.restore_latest(mngr, template)
-  if restored is None:
-    raise RunNotUsableError(f'No checkpoint in {mngr.directory}: train first '
-                            '(python launch.py --mode=train ...).')
-  latest, history = restored
+  nets, template, mngr, latest, history = _restore_latest(config, workdir,
+                                                         mesh)
   honest = None
   if step is None:
     if not history:
@@ -87,11 +95,6 @@ def restore(config: ml_collections.ConfigDict, workdir: str,
         f'No checkpoint of step {step} ({chosen}in {mngr.directory}); kept '
         f'steps: {kept}.')
   return Restored(nets, state, step, history, honest)
-
-
-def kept_steps(workdir: str) -> list[int]:
-  """The steps whose checkpoints are on disk, ascending."""
-  return sorted(checkpoint.manager(workdir).all_steps())
 
 
 def evaluate_step(config: ml_collections.ConfigDict, workdir: str, step: int,
@@ -142,14 +145,8 @@ def last_k_average(history: Sequence[dict[str, Any]], k: int
 def last_k(config: ml_collections.ConfigDict, workdir: str, k: int,
            write: bool = True) -> dict[str, Any]:
   """The last-k average of a run; writes last_<k>_results.json if `write`."""
-  config_checks.validate(config)
-  _, _, template = train.build(config)
-  restored = checkpoint.restore_latest(checkpoint.manager(workdir), template)
-  if restored is None:
-    raise RunNotUsableError(f'No checkpoint in {workdir}/checkpoints: train '
-                            'first with --mode=train and the same --workdir.')
-  result = {'target': config.data.target,
-            **last_k_average(restored[1], k)}
+  history = _restore_latest(config, workdir, mesh=None)[-1]
+  result = {'target': config.data.target, **last_k_average(history, k)}
   if write:
     provenance.write_json(os.path.join(workdir, f'last_{k}_results.json'),
                           result)

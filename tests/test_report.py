@@ -13,6 +13,7 @@ import statistics
 
 import numpy as np
 import pytest
+import smoke_run
 
 from configs import common
 from fasjax import checkpoint_eval
@@ -110,7 +111,7 @@ def test_numbers_match_metrics(run, config, reported):
 
 
 def test_evaluate_step_and_last_k(run, config):
-  assert checkpoint_eval.kept_steps(run) == [3, 6]
+  assert smoke_run.checkpoint_steps(run) == [3, 6]
   history = checkpoint_eval.restore(config, run, 6).history
   assert [e['step'] for e in history] == [3, 6]
   # No step: the honest rule's, with its threshold, as results.json says.
