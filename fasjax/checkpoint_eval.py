@@ -13,7 +13,6 @@ steps whose checkpoints were pruned.
 """
 
 import dataclasses
-import os
 import statistics
 from typing import Any, Sequence
 
@@ -25,7 +24,6 @@ from fasjax import config_checks
 from fasjax import data
 from fasjax import evaluate
 from fasjax import meta
-from fasjax import provenance
 from fasjax import sharding
 from fasjax import train
 
@@ -112,8 +110,7 @@ def evaluate_step(config: ml_collections.ConfigDict, workdir: str, step: int,
                             target, dev)
   result = evaluate.to_json_safe({'target': config.data.target, **entry})
   if write:
-    provenance.write_json(os.path.join(workdir, f'eval_step_{step}.json'),
-                          result)
+    train.write_record(workdir, f'eval_step_{step}.json', result)
   return result
 
 
@@ -148,6 +145,5 @@ def last_k(config: ml_collections.ConfigDict, workdir: str, k: int,
   history = _restore_latest(config, workdir, mesh=None)[-1]
   result = {'target': config.data.target, **last_k_average(history, k)}
   if write:
-    provenance.write_json(os.path.join(workdir, f'last_{k}_results.json'),
-                          result)
+    train.write_record(workdir, f'last_{k}_results.json', result)
   return result

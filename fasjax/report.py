@@ -382,6 +382,14 @@ def write_report(config: ml_collections.ConfigDict, workdir: str,
                 keep_examples=False)
   target_videos, dev_videos = to_videos(target), to_videos(dev)
   numbers = report_numbers(target_videos, dev_videos)
+  ex_labels = target['ex_label']
+  cams = jax.jit(lambda p, b, x, y: gradcam(p, b, x, y, nets=nets))(
+      state.params, state.batch_stats, target['ex_image'], ex_labels)
+  result = evaluate.to_json_safe({'step': step, 'target': config.data.target,
+                                  **numbers})
+  # Every process computed (the arrays span all of them); one writes.
+  if jax.process_index() != 0:
+    return result
 
   out_dir = os.path.join(workdir, 'report')
   os.makedirs(out_dir, exist_ok=True)
@@ -398,9 +406,6 @@ def write_report(config: ml_collections.ConfigDict, workdir: str,
   plot_tsne(tsne_points(embeddings[chosen]), domains[chosen], labels[chosen],
             config.data.target, path('tsne'))
 
-  ex_labels = target['ex_label']
-  cams = jax.jit(lambda p, b, x, y: gradcam(p, b, x, y, nets=nets))(
-      state.params, state.batch_stats, target['ex_image'], ex_labels)
   plot_gradcam(target['ex_image'], np.asarray(cams), ex_labels,
                path('gradcam'))
   plot_depth(target['ex_image'], target['ex_depth'], target['ex_depth_pred'],
@@ -416,8 +421,6 @@ def write_report(config: ml_collections.ConfigDict, workdir: str,
            f'step {step}')
   with open(os.path.join(out_dir, 'index.html'), 'w') as f:
     f.write(index_html(numbers, figures, title))
-  result = evaluate.to_json_safe({'step': step, 'target': config.data.target,
-                                  **numbers})
   provenance.write_json(os.path.join(out_dir, 'report.json'), result)
   return result
 

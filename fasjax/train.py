@@ -115,13 +115,14 @@ def _is_due(step: int, every: int, last: int) -> bool:
   return step == last or (every > 0 and step % every == 0)
 
 
-def _is_lead() -> bool:
-  # One process writes the run's files; the others would race on them.
+def is_lead() -> bool:
+  """Whether this process writes the run's files (the others would race)."""
   return jax.process_index() == 0
 
 
-def _write_results(workdir: str, name: str, value: dict[str, Any]) -> None:
-  if _is_lead():
+def write_record(workdir: str, name: str, value: dict[str, Any]) -> None:
+  """Writes WORKDIR/name as JSON from the lead process; logs it everywhere."""
+  if is_lead():
     provenance.write_json(os.path.join(workdir, name), value)
   logging.info('%s: %s', name, json.dumps(value))
 
@@ -130,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, Any]:
   """Trains (resuming if possible), evaluates, and writes results.json."""
   config_checks.validate(config)
-  lock = (workdir_lock.hold(workdir) if _is_lead()
+  lock = (workdir_lock.hold(workdir) if is_lead()
           else contextlib.nullcontext())
   with lock:
     return _train_and_evaluate(config, workdir)
@@ -145,7 +146,7 @@ def _mesh() -> jax.sharding.Mesh:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict,
                         workdir: str) -> dict[str, Any]:
-  if _is_lead():
+  if is_lead():
     provenance.record(workdir, config)
   mesh = _mesh()
   nets, tx, state = build(config)
@@ -220,7 +221,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
   writer.flush()
   logging.info('Training took %.1f s.', time.time() - t0)
   result = evaluate.results(history, config.data.target, int(state.step))
-  _write_results(workdir, 'results.json', result)
+  write_record(workdir, 'results.json', result)
   return result
 
 
@@ -250,5 +251,5 @@ def evaluate_checkpoints(config: ml_collections.ConfigDict,
     fresh.append(evaluate.evaluate(predict_fn, state.params, state.batch_stats,
                                    step, run_data.target, run_data.dev))
   result = evaluate.results(fresh, config.data.target, latest)
-  _write_results(workdir, 'eval_results.json', result)
+  write_record(workdir, 'eval_results.json', result)
   return result
