@@ -75,7 +75,6 @@ def gemm_split_ms(kinds: collections.Counter,
 def torch_op_times_ms(width: float, batch) -> tuple[collections.Counter,
                                                     float]:
   """(self milliseconds per aten op of one traced step, unprofiled step s)."""
-  import torch  # pylint: disable=g-import-not-at-top
   from torch import profiler  # pylint: disable=g-import-not-at-top
   step = functools.partial(bench.make_torch_step(width),
                            bench.torch_batch(batch))
@@ -89,7 +88,6 @@ def torch_op_times_ms(width: float, batch) -> tuple[collections.Counter,
   for event in prof.key_averages():
     if event.self_cpu_time_total > 0:
       kinds[event.key] += event.self_cpu_time_total / 1e3
-  del torch
   return kinds, wall_s
 
 
