@@ -20,29 +20,35 @@ the TFLite converter lowers it to TFLite ops). Signature `serving_default`:
 The batch size B is free (shape-polymorphic). Next to the model, the export
 writes model_card.json and MODEL_CARD.md: protocol, metrics, threshold,
 input spec, preprocessing, run and export commits.
+
+The command line checks the workdir, --out and the options before JAX and
+TensorFlow are imported (10-30 s), so a mistake answers at once.
 """
+
+from __future__ import annotations
 
 import argparse
 import datetime
 import json
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Sequence, TYPE_CHECKING
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax
-from jax.experimental import jax2tf
-import jax.numpy as jnp
 import numpy as np
-import tensorflow as tf
 
-from fasjax import evaluate
-from fasjax import input_pipeline
 from fasjax import provenance
-from fasjax import trained
+from fasjax import workdir_lock
 from fasjax.preprocess import config as preprocess_config
+
+# JAX, TensorFlow and the modules that import them are imported inside the
+# functions that need them, after the command line has been checked.
+if TYPE_CHECKING:
+  import jax.numpy as jnp
+  import tensorflow as tf
+  from fasjax import trained
 
 FORMATS = ('saved_model', 'tflite')
 INPUTS = ('features', 'rgb')
@@ -58,6 +64,8 @@ class ExportError(RuntimeError):
 def forward(params: PyTree, batch_stats: PyTree, images_BxSxSx6: jnp.ndarray,
             *, nets) -> dict[str, jnp.ndarray]:
   """The exported outputs: float32 P(live) [B] and depth [B, S/8, S/8]."""
+  import jax.numpy as jnp
+  from fasjax import evaluate
   out = evaluate.predict_step(params, batch_stats, images_BxSxSx6, nets=nets)
   return {'p_live': out['p_live'].astype(jnp.float32),
           'depth': out['depth'].astype(jnp.float32)}
@@ -70,6 +78,7 @@ def _check_input_kind(input_kind: str) -> None:
 
 def input_spec(image_size: int, input_kind: str) -> tf.TensorSpec:
   """The signature's input: batch-free features or uint8 RGB crops."""
+  import tensorflow as tf
   _check_input_kind(input_kind)
   channels, dtype = {'features': (6, tf.float32),
                      'rgb': (3, tf.uint8)}[input_kind]
@@ -79,6 +88,10 @@ def input_spec(image_size: int, input_kind: str) -> tf.TensorSpec:
 
 def tf_module(model: trained.TrainedModel, input_kind: str) -> tf.Module:
   """A tf.Module holding the weights as variables and a `serve` function."""
+  import jax
+  from jax.experimental import jax2tf
+  import tensorflow as tf
+  from fasjax import input_pipeline
   size = model.image_size
   # Parameters and batch statistics are float32 whatever model.dtype says.
   module = tf.Module()
@@ -104,6 +117,7 @@ def tf_module(model: trained.TrainedModel, input_kind: str) -> tf.Module:
 def export_saved_model(model: trained.TrainedModel, out_dir: str,
                        input_kind: str = 'features') -> str:
   """Writes OUT/saved_model; returns its path."""
+  import tensorflow as tf
   path = os.path.join(out_dir, SAVED_MODEL_DIR)
   module = tf_module(model, input_kind)
   tf.saved_model.save(module, path,
@@ -114,6 +128,7 @@ def export_saved_model(model: trained.TrainedModel, out_dir: str,
 def export_tflite(model: trained.TrainedModel, out_dir: str,
                   input_kind: str = 'features') -> str:
   """Writes OUT/model.tflite (float32, features input); returns its path."""
+  import tensorflow as tf
   if input_kind != 'features':
     raise ValueError(
         'TFLite export takes --input=features only: the PIL-exact HSV '
@@ -148,6 +163,7 @@ def _read_json(path: str) -> dict[str, Any] | None:
 def model_card(model: trained.TrainedModel, workdir: str, fmt: str,
                input_kind: str) -> dict[str, Any]:
   """What a user of the exported file needs to know, as a JSON-able dict."""
+  from fasjax import evaluate
   c = model.config
   size = model.image_size
   chain = preprocess_config.ChainConfig()
@@ -215,21 +231,25 @@ def card_markdown(card: dict[str, Any]) -> str:
   for key, value in card.items():
     if key in ('model', 'format'):
       continue
+    if isinstance(value, bool):
+      # A yes/no field reads as a sentence, not a heading followed by "True".
+      heading = key.replace('_', ' ').capitalize()
+      lines += [f'**{heading}:** {"yes" if value else "no"}.', '']
+      continue
     lines.append(f'## {key.replace("_", " ").capitalize()}')
     lines.append('')
-    lines.append('```json' if isinstance(value, (dict, list)) else '')
-    lines.append(json.dumps(value, indent=2) if isinstance(value, (dict, list))
-                 else str(value))
-    lines.append('```' if isinstance(value, (dict, list)) else '')
-  return '\n'.join(lines) + '\n'
+    if isinstance(value, (dict, list)):
+      lines += ['```json', json.dumps(value, indent=2), '```', '']
+    else:
+      lines += [str(value), '']
+  return '\n'.join(lines)
 
 
 def export(workdir: str, fmt: str, out_dir: str,
            input_kind: str = 'features') -> dict[str, str]:
   """Exports the run's model and its card; returns the written paths."""
-  if fmt not in FORMATS:
-    raise ValueError(f'--format must be one of {FORMATS}, got {fmt!r}')
-  _check_input_kind(input_kind)  # before the slow restore
+  check_options(workdir, fmt, out_dir, input_kind)  # before the slow restore
+  from fasjax import trained
   model = trained.load(workdir)
   os.makedirs(out_dir, exist_ok=True)
   write = export_saved_model if fmt == 'saved_model' else export_tflite
@@ -241,6 +261,24 @@ def export(workdir: str, fmt: str, out_dir: str,
   with open(card_md, 'w') as f:
     f.write(card_markdown(card))
   return {'model': model_path, 'card': card_json, 'card_md': card_md}
+
+
+def check_options(workdir: str, fmt: str, out_dir: str,
+                  input_kind: str) -> None:
+  """Raises ValueError or NoRunError for what can be checked without JAX."""
+  if fmt not in FORMATS:
+    raise ValueError(f'--format must be one of {FORMATS}, got {fmt!r}')
+  _check_input_kind(input_kind)
+  if fmt == 'tflite' and input_kind != 'features':
+    raise ValueError(
+        'TFLite export takes --input=features only: the PIL-exact HSV '
+        'conversion needs float64 arithmetic, which TFLite kernels lack. '
+        'Compute the 6 input channels in the app (see MODEL_CARD.md), or '
+        'export --format=saved_model --input=rgb.')
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise ValueError(f'--out={out_dir} is a file; name a directory (it is '
+                     'created if missing).')
+  workdir_lock.check_run(workdir, need_config=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -257,6 +295,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
   """Command-line entry point; returns the exit status."""
   args = _parser().parse_args(argv)
+  try:
+    check_options(args.workdir, args.format, args.out, args.input)
+  except (workdir_lock.NoRunError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  from fasjax import trained  # JAX and TensorFlow: seconds.
   try:
     written = export(args.workdir, args.format, args.out, args.input)
   except (trained.RunNotUsableError, ExportError, ValueError) as e:

@@ -13,11 +13,16 @@ Frames without a face borrow the nearest detected box of their video (marked
 One JSON object per input is printed on stdout, in input order:
 `{"input", "p_live", "decision", "threshold", "step", "frames": [{"index",
 "p_live", "box": [x, y, w, h], "detected"}]}` where `p_live` is the mean
-P(live) of the frames (the video score of DESIGN.md §3) and `decision` is
+P(live) of the frames (the video score of docs/design.md §3) and `decision` is
 `live` iff p_live >= threshold, the run's honest threshold (fasjax.trained).
 An input that cannot be scored gets `{"input", "error"}` with the reason and
 the others are still scored. Exit status: 0 if any input was scored, 1 if
 every input failed, 2 if the workdir holds no usable run.
+
+The workdir and the inputs' existence are checked before JAX, TensorFlow and
+the model are loaded (10-30 s), so a mistyped path answers at once. A model
+trained on the synthetic benchmark only says so on stderr: it has never seen
+a real face, so its decisions on photographs mean nothing.
 
 Decisions: images larger than --max_pixels (default 50 megapixels) are
 refused before decoding (decompression bombs, also PIL's own check); a file
@@ -25,12 +30,14 @@ that PIL cannot identify is tried as a video; the model sees faces only, so a
 photo without a detectable face is an error, not a spoof.
 """
 
+from __future__ import annotations
+
 import argparse
 import dataclasses
 import json
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TYPE_CHECKING
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -40,12 +47,15 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from fasjax import evaluate
-from fasjax import input_pipeline
-from fasjax import trained
+from fasjax import workdir_lock
 from fasjax.preprocess import config as preprocess_config
 from fasjax.preprocess import detect
 from fasjax.preprocess import video
+
+# fasjax.evaluate, .input_pipeline and .trained import JAX and TensorFlow:
+# they are imported where needed, after the command line has been checked.
+if TYPE_CHECKING:
+  from fasjax import trained
 
 DEFAULT_MAX_PIXELS = video.MAX_PIXELS
 BATCH = 16  # frames per model call; padded, so one compilation serves all
@@ -63,14 +73,19 @@ class Settings:
   max_pixels: int = DEFAULT_MAX_PIXELS
 
 
-def read_frames(path: str, settings: Settings) -> list[tuple[int, np.ndarray]]:
-  """(frame index, uint8 RGB) of an image (index 0) or a video's sampled frames."""
+def check_path(path: str) -> None:
+  """Raises InputError for a path that cannot be an input (no decoding)."""
   if not os.path.exists(path):
     raise InputError('no such file')
   if os.path.isdir(path):
     raise InputError('is a directory; pass image or video files')
   if os.path.getsize(path) == 0:
     raise InputError('empty file (0 bytes)')
+
+
+def read_frames(path: str, settings: Settings) -> list[tuple[int, np.ndarray]]:
+  """(frame index, uint8 RGB) of an image (index 0) or a video's sampled frames."""
+  check_path(path)
   try:
     return [(0, video.read_image(path, settings.max_pixels))]
   except video.NotAnImageError:
@@ -104,6 +119,7 @@ def model_inputs(frames: Sequence[np.ndarray], boxes: Sequence[detect.Box],
                  chain: preprocess_config.ChainConfig,
                  image_size: int) -> np.ndarray:
   """float32 [N, S, S, 6] model inputs of the face crops."""
+  from fasjax import input_pipeline
   crops = np.stack([detect.crop(f, b, chain.margin, chain.crop_size)
                     for f, b in zip(frames, boxes)])
   return input_pipeline.model_input(crops, image_size).numpy()
@@ -142,6 +158,7 @@ def predict_one(path: str, model: trained.TrainedModel,
                 settings: Settings = Settings(),
                 overlay_prefix: str | None = None) -> dict[str, Any]:
   """The JSON object of one input (raises InputError if it cannot be scored)."""
+  from fasjax import trained
   indexed = read_frames(path, settings)
   frames = [f for _, f in indexed]
   boxes, detected = find_faces(frames, detector)
@@ -169,6 +186,7 @@ def predict_paths(paths: Sequence[str], model: trained.TrainedModel,
                   settings: Settings = Settings(),
                   overlay_dir: str | None = None):
   """Yields one JSON object per path; failures carry `error` instead."""
+  from fasjax import evaluate
   predict_fn = evaluate.make_predict_fn(model.nets)
   detector = detect.FaceDetector(settings.chain.detect_size)
   if overlay_dir:
@@ -207,17 +225,51 @@ def _parser() -> argparse.ArgumentParser:
   return p
 
 
+def trained_on_synthetic_data(config) -> bool:
+  """Whether every domain of the run's config is the synthetic benchmark."""
+  return all(str(b).startswith('synthetic_fas')
+             for b in dict(config.data.builders).values())
+
+
+SYNTHETIC_WARNING = (
+    'warning: this model was trained on the synthetic benchmark only and has '
+    'never seen a real face; its decisions on real photographs and videos '
+    'mean nothing (train on the real datasets for that).')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Command-line entry point; returns the exit status."""
   args = _parser().parse_args(argv)
+  # Everything that needs no model is checked before the slow imports.
   try:
     settings = Settings(
         sampling=preprocess_config.Sampling(args.every, args.max_frames),
         max_pixels=args.max_pixels)
-    model = trained.load(args.workdir)
-  except (trained.RunNotUsableError, ValueError) as e:
+    workdir_lock.check_run(args.workdir, need_config=True)
+    if args.overlay and os.path.isfile(args.overlay):
+      raise ValueError(f'--overlay={args.overlay} is a file; name a '
+                       'directory (it is created if missing).')
+  except (workdir_lock.NoRunError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  early: dict[int, dict[str, Any]] = {}
+  for number, path in enumerate(args.paths):
+    try:
+      check_path(path)
+    except InputError as e:
+      early[number] = {'input': path, 'error': str(e)}
+  if len(early) == len(args.paths):
+    for number in range(len(args.paths)):
+      print(json.dumps(early[number]), flush=True)
+    return 1
+  from fasjax import trained  # JAX and TensorFlow: seconds.
+  try:
+    model = trained.load(args.workdir)
+  except trained.RunNotUsableError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  if trained_on_synthetic_data(model.config):
+    print(SYNTHETIC_WARNING, file=sys.stderr, flush=True)
   scored = 0
   for result in predict_paths(args.paths, model, settings, args.overlay):
     scored += 'error' not in result

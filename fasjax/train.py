@@ -15,7 +15,6 @@ the workdir lock and writes the run's records; all processes checkpoint
 """
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -25,7 +24,6 @@ from typing import Any
 from absl import logging
 from clu import periodic_actions
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -35,73 +33,20 @@ from fasjax import data
 from fasjax import evaluate
 from fasjax import logs
 from fasjax import meta
-from fasjax import models
+from fasjax import model_setup
 from fasjax import provenance
 from fasjax import sharding
 from fasjax import workdir_lock
 
+# Re-exported: callers build runs through `train` as before.
+build = model_setup.build
+build_networks = model_setup.build_networks
+build_optimizer = model_setup.build_optimizer
+jit_init_state = model_setup.jit_init_state
+
 
 class NonFiniteLossError(RuntimeError):
   """Raised when the training loss stops being finite."""
-
-
-def build_networks(config: ml_collections.ConfigDict) -> meta.Networks:
-  """The Flax modules and the objective's hyper-parameters of a config."""
-  dtype = jnp.dtype(config.model.dtype)
-  use_decoder = config.loss.lambda_seg > 0 or config.model.use_asc
-  net = models.MultiTaskNet(width=config.model.width, use_decoder=use_decoder,
-                            use_asc=config.model.use_asc, dtype=dtype,
-                            conv_impl=config.model.conv_impl)
-  meta_learner = models.MetaLearner(
-      width=config.model.width,
-      normalize_embedding=config.model.normalize_embedding, dtype=dtype,
-      conv_impl=config.model.conv_impl)
-  hp = meta.MetaHParams(
-      lambda_cls=config.loss.lambda_cls, lambda_dep=config.loss.lambda_dep,
-      lambda_seg=config.loss.lambda_seg, lambda_trip=config.loss.lambda_trip,
-      lambda_meta_train=config.loss.lambda_meta_train,
-      lambda_meta_test=config.loss.lambda_meta_test,
-      inner_lr=config.meta.inner_lr,
-      inner_trip_weight=config.meta.inner_trip_weight,
-      first_order=config.meta.first_order, use_meta=config.meta.enabled,
-      one_side_triplet=config.loss.one_side_triplet,
-      margin_all=config.loss.margin_all, margin_hard=config.loss.margin_hard,
-      hard_mining_step=config.hard_mining_step)
-  return meta.Networks(net=net, meta=meta_learner, hp=hp)
-
-
-def build_optimizer(config: ml_collections.ConfigDict):
-  """Adam with coupled weight decay, from the config."""
-  o = config.optim
-  return meta.make_optimizer(o.lr, o.b1, o.b2, o.eps, o.weight_decay)
-
-
-def initial_state(config: ml_collections.ConfigDict, nets: meta.Networks,
-                  tx) -> meta.TrainState:
-  """A fresh state from the config's seed."""
-  return jit_init_state(nets, tx, config.model.image_size, config.seed)
-
-
-def build(config: ml_collections.ConfigDict
-          ) -> tuple[meta.Networks, Any, meta.TrainState]:
-  """Networks, optimizer and a fresh state (also the template for restores)."""
-  nets, tx = build_networks(config), build_optimizer(config)
-  return nets, tx, initial_state(config, nets, tx)
-
-
-def jit_init_state(nets: meta.Networks, tx, image_size: int,
-                   seed: int) -> meta.TrainState:
-  """`meta.init_state` compiled with XLA-friendly random bits.
-
-  Eager initialisation runs op by op, and under jit the default partitionable
-  threefry unrolls into code that takes XLA 10-20 s to compile on a CPU; the
-  classic threefry compiles in ~3 s. The initial values differ between the
-  two, so this choice is part of what a seed means.
-  """
-  init = jax.jit(functools.partial(meta.init_state, nets, tx,
-                                   image_size=image_size))
-  with jax.threefry_partitionable(False):
-    return init(jax.random.PRNGKey(seed))
 
 
 def _first_non_finite(steps: list[int], losses: list[Any]) -> int | None:
