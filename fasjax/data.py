@@ -1,8 +1,9 @@
 """From a config to the run's data: the source training stream and eval sets.
 
 The built-in `synthetic_fas` benchmark is generated on first use (locally,
-procedurally, no network); a real dataset that is not prepared stops the run
-with the `tfds build` command that prepares it.
+procedurally, no network); real datasets that are not prepared stop the run
+before anything is written, with one `tfds build` command per missing
+dataset (`check_prepared`).
 
 Batch sizes are global. `config.data.per_class_batch` (b) is the number of
 live, and of spoof, images of every source domain in one step over all
@@ -77,6 +78,55 @@ def load(config: ml_collections.ConfigDict, domain: str,
       _load_or_prepare(name, builder_config, splits, data_dir)
     multihost_utils.sync_global_devices(f'synthetic_fas/{builder_config}')
   return _load_or_prepare(name, builder_config, splits, data_dir)
+
+
+# Where README's build commands expect each unpacked release, under RAW/.
+_RAW_FOLDERS = {'oulu_npu': 'OULU-NPU', 'casia_fasd': 'CASIA-FASD',
+                'replay_attack': 'replayattack', 'msu_mfsd': 'MSU-MFSD'}
+
+
+def _build_command(name: str, data_dir: str) -> str:
+  folder = _RAW_FOLDERS.get(name.split('/')[0], name)
+  return (f'tfds build --imports=fasjax.datasets {name} '
+          f'--manual_dir=RAW/{folder} --data_dir={data_dir}')
+
+
+def check_prepared(config: ml_collections.ConfigDict) -> None:
+  """Raises DatasetNotPreparedError naming every real dataset not built.
+
+  The run reads the sources, the target and the dev domains; synthetic ones
+  are generated on use and never missing. The message lists one build
+  command per missing dataset (each needs the licensed raw release unpacked
+  under RAW/; docs/design.md §2 describes the releases).
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import fasjax.datasets  # pylint: disable=g-import-not-at-top,unused-import  # registers the builders
+  data_dir = config.data.data_dir
+  shown_dir = data_dir or str(tfds.core.constants.DATA_DIR)
+  domains = dict.fromkeys(list(config.data.sources) + [config.data.target]
+                          + list(config.data.dev_domains))
+  missing = []
+  for domain in domains:
+    full_name = config.data.builders[domain]
+    name, _ = _split_builder(full_name)
+    if name == 'synthetic_fas':
+      continue
+    try:
+      prepared = tfds.builder(full_name, data_dir=data_dir,
+                              try_gcs=False).is_prepared()
+    except tfds.core.registered.DatasetNotFoundError:
+      prepared = False
+    if not prepared:
+      missing.append(full_name)
+  if missing:
+    commands = '\n'.join(f'  {_build_command(m, shown_dir)}' for m in missing)
+    raise input_pipeline.DatasetNotPreparedError(
+        f'{len(missing)} of the datasets this protocol reads '
+        f'{"is" if len(missing) == 1 else "are"} not prepared in '
+        f'data_dir={shown_dir}: {", ".join(missing)}. Build '
+        f'{"it" if len(missing) == 1 else "each"} from its licensed raw '
+        'release unpacked under RAW/ (README, Real datasets), or add '
+        ':synthetic to --config for the built-in benchmark:\n' + commands)
 
 
 def eval_batch_size(config: ml_collections.ConfigDict) -> int:

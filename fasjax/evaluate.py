@@ -7,7 +7,7 @@ held-out dev videos. Two numbers come out of a run, always labelled:
   earlier step) and that threshold. Optimistic, but comparable with the paper.
 - `honest`: the checkpoint with the lowest EER on the pooled source dev videos
   (ties: the earlier step) and the dev EER threshold, applied to the target.
-Video score = mean P(live) of its frames (DESIGN.md §3). Thresholds that are
+Video score = mean P(live) of its frames (docs/design.md §3). Thresholds that are
 +inf (reject everything) are written to JSON as the string "inf".
 """
 
@@ -96,7 +96,14 @@ def evaluate(predict_fn: Callable[..., Any], params: PyTree,
 
 
 def select(history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-  """Chooses the protocol and honest checkpoints from evaluation history."""
+  """Chooses the protocol and honest checkpoints from evaluation history.
+
+  protocol: lowest target HTER; ties go to the higher target AUC, then to
+  the earliest step. honest: lowest pooled source-dev EER; ties go to the
+  earliest step (on a small dev set the EER takes few distinct values, so
+  ties are common: the earliest step of the best dev EER is chosen, even if
+  later tied steps score better on the target, which the rule never sees).
+  """
   if not history:
     raise ValueError('no evaluation has been run')
   protocol = min(history, key=lambda e: (e['protocol']['hter'],

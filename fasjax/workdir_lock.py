@@ -95,6 +95,8 @@ def remove_debris(workdir: str) -> bool:
   """
   if not os.path.isdir(workdir) or saved_steps(workdir):
     return False
+  if not set(os.listdir(workdir)) <= set(_DEBRIS_FILES) | {'checkpoints'}:
+    return False  # The run got further (logs, metrics): keep everything.
   for name in _DEBRIS_FILES:
     try:
       os.remove(os.path.join(workdir, name))
