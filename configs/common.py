@@ -25,7 +25,7 @@ DOMAIN_NAMES = {'o': 'OULU-NPU', 'c': 'CASIA-FASD', 'i': 'Replay-Attack',
                 'm': 'MSU-MFSD'}
 REAL_BUILDERS = {'o': 'oulu_npu', 'c': 'casia_fasd', 'i': 'replay_attack',
                  'm': 'msu_mfsd'}
-# Which real releases have an official development split (DESIGN.md §2).
+# Which real releases have an official development split (docs/design.md §2).
 REAL_DEV_SPLITS = {'o': True, 'c': False, 'i': True, 'm': False}
 ABLATIONS = ('no_parsing', 'no_asc', 'no_triplet', 'no_meta', 'normal_triplet')
 FLAGS = ('synthetic', 'smoke') + ABLATIONS
@@ -72,7 +72,7 @@ def protocol_config(sources: str, target: str, arg: str | None
   else:
     c.data.builders = dict(REAL_BUILDERS)
     c.data.dev_domains = [d for d in sources if REAL_DEV_SPLITS[d]]
-  # DESIGN.md §2: sources train on train+test, the target is tested on
+  # docs/design.md §2: sources train on train+test, the target is tested on
   # train+test, and the sources' dev splits choose the honest threshold.
   c.data.train_splits = ['train', 'test']
   c.data.target_splits = ['train', 'test']

@@ -1,10 +1,10 @@
 """Input pipeline: tfds examples -> model-ready, deterministic tf.data streams.
 
-Raw examples follow the builder contract (DESIGN.md §2): `image` uint8 [H,W,3]
+Raw examples follow the builder contract (docs/design.md §2): `image` uint8 [H,W,3]
 RGB, `depth` float32 [32,32], `parsing` uint8 [H,W] class ids 0..12, `label`
 (1 live, 0 spoof), `video_id`, `attack_type`, `subject`, `frame_index`.
 
-Model input (DESIGN.md §1): `image` float32 [S,S,6] = RGB/255 ‖ HSV/255 where
+Model input (docs/design.md §1): `image` float32 [S,S,6] = RGB/255 ‖ HSV/255 where
 HSV is bit-for-bit PIL's `Image.convert('HSV')` (see `rgb_to_hsv`).
 
 Decisions:
@@ -421,7 +421,7 @@ def _prepare_instructions(name: str, data_dir: str) -> str:
     )
   return (
       f'tfds build --imports=fasjax.datasets {name} --manual_dir=RAW '
-      f'--data_dir={data_dir}   (RAW: the licensed raw release, DESIGN.md §2)'
+      f'--data_dir={data_dir}   (RAW: the licensed raw release, docs/design.md §2)'
   )
 
 

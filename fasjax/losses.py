@@ -200,7 +200,7 @@ def depth_mse(pred_BxHxW: jax.Array, target_BxHxW: jax.Array,
   """Mean squared error over all pixels of the unmasked samples.
 
   `pred_BxHxW` may carry a trailing channel axis of size 1 (the decoder's
-  [B, H, W, 1] output). Spoof targets are all-zero maps (DESIGN.md 1).
+  [B, H, W, 1] output). Spoof targets are all-zero maps (docs/design.md §1).
   """
   target_BxHxW = jnp.asarray(target_BxHxW)
   pred_BxHxW = _match_trailing_one(jnp.asarray(pred_BxHxW), target_BxHxW,

@@ -1,6 +1,6 @@
 """Face anti-spoofing evaluation metrics (numpy, float64).
 
-Conventions, shared by every function here and by DESIGN.md section 3:
+Conventions, shared by every function here and by docs/design.md §3:
 
 * ``labels``: 1 = live (bona fide), 0 = spoof. Booleans and floats equal to
   0/1 are accepted; anything else is a ``ValueError``.
@@ -315,7 +315,7 @@ def summary(scores: ArrayLike, labels: ArrayLike,
   """HTER, AUC, EER, threshold and TPR@FPR=1% as plain floats.
 
   With threshold=None the HTER is taken at this data's own EER threshold
-  (the "protocol" number of DESIGN.md section 3); pass a threshold chosen on
+  (the "protocol" number of docs/design.md §3); pass a threshold chosen on
   held-out data for the "honest" number. `threshold` in the result is the
   one used and may be float('inf').
   """

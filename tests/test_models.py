@@ -1,5 +1,5 @@
 """Networks against independent references: ECA in numpy, conv shapes and
-parameter counts from DESIGN.md's layer table, the shared U-Net encoder."""
+parameter counts from docs/design.md §1's layer table, the shared U-Net encoder."""
 
 import math
 
@@ -46,7 +46,7 @@ def _conv_params(cin, cout, k=3):
   return k * k * cin * cout
 
 
-# DESIGN.md §1 at width 1.0, written out layer by layer.
+# docs/design.md §1 at width 1.0, written out layer by layer.
 ENCODER_LAYERS = [(6, 64), (64, 128), (128, 196), (196, 128),
                   (128, 128), (128, 196), (196, 128),
                   (128, 128), (128, 196), (196, 128)]

@@ -330,7 +330,7 @@ def test_msu_upside_down_video_comes_out_upright(built):
 
 
 def _full_size_names(name: str) -> list[str]:
-  """Every video path of a full release (DESIGN.md §2), by its naming rules."""
+  """Every video path of a full release (docs/design.md §2), by its naming rules."""
   if name == 'oulu_npu':
     users = {'Train_files': range(1, 21), 'Dev_files': range(21, 36),
              'Test_files': range(36, 56)}

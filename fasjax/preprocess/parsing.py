@@ -1,6 +1,6 @@
 """Pseudo face parsing: mesh regions filled in the 13-class scheme.
 
-Classes (DESIGN.md §1): 0 background, 1 skin, 2 l_brow, 3 r_brow, 4 l_eye,
+Classes (docs/design.md §1): 0 background, 1 skin, 2 l_brow, 3 r_brow, 4 l_eye,
 5 r_eye, 6 eyeglasses, 7 l_ear, 8 r_ear, 9 nose, 10 mouth, 11 u_lip, 12 l_lip.
 
 The mesh covers the face from the lower forehead to the chin, between the

@@ -1,4 +1,4 @@
-"""`casia_fasd`: CASIA-FASD built from its raw release (DESIGN.md §2).
+"""`casia_fasd`: CASIA-FASD built from its raw release (docs/design.md §2).
 
 Layout: `{train,test}_release/<subject>/{1..8,HR_1..HR_4}.avi`; 20 training
 and 30 test subjects, 12 videos each. Files 1, 2 and HR_1 are live; 3, 4,

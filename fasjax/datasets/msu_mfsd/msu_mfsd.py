@@ -1,4 +1,4 @@
-"""`msu_mfsd`: MSU-MFSD built from its raw release (DESIGN.md §2).
+"""`msu_mfsd`: MSU-MFSD built from its raw release (docs/design.md §2).
 
 Layout: `scene01/real/real_client002_{android,laptop}_SD_scene01.{mp4,mov}`,
 `scene01/attack/attack_client002_{android,laptop}_SD_{ipad_video,

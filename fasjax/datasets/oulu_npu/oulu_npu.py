@@ -1,4 +1,4 @@
-"""`oulu_npu`: OULU-NPU built from its raw release (DESIGN.md §2).
+"""`oulu_npu`: OULU-NPU built from its raw release (docs/design.md §2).
 
 Layout: `{Train,Dev,Test}_files/{Phone}_{Session}_{User}_{File}.avi`, phones
 1-6, sessions 1-3, users 1-55 (disjoint across splits, so `subject` is the

@@ -1,7 +1,7 @@
 """The base of the four real builders: features, splits, Beam, build report.
 
 A builder reads a raw release from the manual dir in its official layout
-(DESIGN.md §2), decodes the sampled frames of each video, crops the face
+(docs/design.md §2), decodes the sampled frames of each video, crops the face
 and derives pseudo depth and parsing (`fasjax.preprocess`), through Apache
 Beam so that the same build runs locally or on a cluster. Subclasses only
 say how their layout is parsed.
@@ -61,14 +61,14 @@ class RealFasBuilder(tfds.core.GeneratorBasedBuilder):
   RELEASE = ''  # the dataset's usual name, for messages
   REQUIRED: tuple[str, ...] = ()  # entries that the release root must hold
   SPLITS: tuple[str, ...] = ('train', 'test')
-  EXPECTED_VIDEOS = (0, 0)  # (live, spoof) in train + test, DESIGN.md §2
+  EXPECTED_VIDEOS = (0, 0)  # (live, spoof) in train + test, docs/design.md §2
 
   @abc.abstractmethod
   def parse_layout(self, root: pathlib.Path) -> layout.Listing:
     """Lists the release's videos with split, labels and subject."""
 
   def _info(self) -> tfds.core.DatasetInfo:
-    """Feature contract shared with `synthetic_fas` (DESIGN.md §2)."""
+    """Feature contract shared with `synthetic_fas` (docs/design.md §2)."""
     return self.dataset_info_from_configs(
         features=features.contract_features(IMAGE_SIZE),
         supervised_keys=('image', 'label'),

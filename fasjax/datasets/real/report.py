@@ -11,7 +11,7 @@ BUILT, UNREADABLE, NO_FACE = 'built', 'unreadable', 'no_face'
 # Below this face probability the mesh (and so the pseudo labels) of a frame
 # is doubtful: counted, not dropped.
 MESH_DOUBT = 0.5
-# DESIGN.md §2 compares train + test (dev splits are held out).
+# docs/design.md §2 compares train + test (dev splits are held out).
 COMPARED_SPLITS = ('train', 'test')
 
 
@@ -88,7 +88,7 @@ def summary(report: dict[str, Any]) -> str:
   lines.append(
       f'  train+test videos built {tt["built"]["live"]}/'
       f'{tt["built"]["spoof"]} (live/spoof) {verdict} a full release\'s '
-      f'{exp["live"]}/{exp["spoof"]} (DESIGN.md §2); listed '
+      f'{exp["live"]}/{exp["spoof"]} (docs/design.md §2); listed '
       f'{tt["listed"]["live"]}/{tt["listed"]["spoof"]}')
   borrowed = sum(c['frames_without_face'] for c in report['splits'].values())
   doubtful = sum(c['frames_doubtful_mesh'] for c in report['splits'].values())

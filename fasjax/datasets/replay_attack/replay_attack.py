@@ -1,4 +1,4 @@
-"""`replay_attack`: Idiap Replay-Attack built from its raw release (DESIGN.md §2).
+"""`replay_attack`: Idiap Replay-Attack built from its raw release (docs/design.md §2).
 
 Layout: `{train,devel,test}/real/*.mov` and `{...}/attack/{fixed,hand}/*.mov`
 (the `enroll/` folder is not used). Names: `client001_session01_webcam_...`
