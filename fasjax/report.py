@@ -11,11 +11,20 @@ on live and spoof faces (Fig. 6), parsing outputs beside their labels
 protocol and honest HTER/AUC/EER/TPR@FPR=1%, APCER per attack type and the
 worst, BPCER and ACER at the honest threshold, BPCER at APCER = 1/5/10%.
 All scores are video level except the per-frame t-SNE and maps.
+
+The page shows rates as percentages (report.json keeps fractions; every
+number cell carries its exact value in `data-value`), the run's metadata
+(protocol, variant, seed, the step and why it was chosen, commits, video
+counts), and, labelled as such, both the numbers recomputed at the report's
+step and results.json's, whose protocol block may be another step's.
+`write_report` prints nothing; launch.py and `python -m fasjax.report` print
+the page's path.
 """
 
 import html
 import json
 import os
+import sys
 from typing import Any, Callable, Iterable, Sequence
 
 import jax
@@ -24,6 +33,9 @@ import matplotlib
 
 matplotlib.use('Agg')  # Files only; never needs a display.
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import matplotlib.cm
+import matplotlib.colors
+import matplotlib.patches
 import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
@@ -37,6 +49,7 @@ from fasjax import meta
 from fasjax import metrics
 from fasjax import provenance
 from fasjax import sharding
+from fasjax import workdir_lock
 
 PyTree = Any
 APCER_TARGETS = (0.01, 0.05, 0.10)
@@ -44,6 +57,31 @@ EXAMPLES_PER_CLASS = 4
 MAX_TSNE_POINTS = 1000
 FIGURES = ('roc', 'score_histograms', 'apcer', 'tsne', 'gradcam', 'parsing',
            'depth')
+# Headings and one-line captions of the figures on the page.
+FIGURE_TEXT = {
+    'roc': ('ROC curves', 'Video level, target and source dev videos; the '
+            'markers are the protocol and honest operating points on the '
+            'target.'),
+    'score_histograms': ('Score distributions', 'Target videos\' mean '
+                         'P(live), one panel per class (live, then each '
+                         'attack type); the dashed line is the honest '
+                         'threshold.'),
+    'apcer': ('Error per attack type', 'APCER of each attack type and the '
+              'BPCER of live videos at the honest threshold.'),
+    'tsne': ('Embeddings (t-SNE)', 'Meta-learner embeddings of frames: '
+             'colour = domain, marker = live or spoof (the paper\'s Fig. 7).'),
+    'gradcam': ('Grad-CAM', 'Evidence for each face\'s true class on the meta '
+                'learner\'s input map (the paper\'s Fig. 6).'),
+    'parsing': ('Face parsing', 'Parsing label and the predicted classes '
+                '(the paper\'s Fig. 5/8).'),
+    'depth': ('Depth', 'Depth label (all zero for spoofs) and the predicted '
+              'depth map.'),
+}
+PARSING_CLASSES = ('background', 'skin', 'left brow', 'right brow',
+                   'left eye', 'right eye', 'eyeglasses', 'left ear',
+                   'right ear', 'nose', 'mouth', 'upper lip', 'lower lip')
+DOMAIN_NAMES = {'o': 'OULU-NPU', 'c': 'CASIA-FASD', 'i': 'Replay-Attack',
+                'm': 'MSU-MFSD'}
 
 
 # -----------------------------------------------------------------------------
@@ -172,8 +210,9 @@ def to_videos(frames: dict[str, np.ndarray]) -> metrics.VideoScores:
 # -----------------------------------------------------------------------------
 
 
-def _save(fig: plt.Figure, path: str) -> None:
-  fig.tight_layout()
+def _save(fig: plt.Figure, path: str, tight: bool = True) -> None:
+  if tight:
+    fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
@@ -199,21 +238,33 @@ def plot_roc(target: metrics.VideoScores, dev: metrics.VideoScores,
 
 def plot_histograms(target: metrics.VideoScores, threshold: float,
                     path: str) -> None:
-  """Video score histograms: live vs each attack type, honest threshold."""
-  fig, ax = plt.subplots(figsize=(6, 4))
-  bins = np.linspace(0, 1, 21)
-  ax.hist(target.scores[target.labels == 1], bins=bins, alpha=0.6,
-          label='live')
+  """Video score histograms, one panel per class, honest threshold.
+
+  Separate panels on a shared axis: overlapping translucent bars mix into
+  colours no legend explains.
+  """
   spoof = target.labels == 0
-  for attack in np.unique(target.attack_types[spoof]):
-    chosen = spoof & (target.attack_types == attack)
-    ax.hist(target.scores[chosen], bins=bins, alpha=0.5,
-            label=f'spoof: {attack}')
-  if np.isfinite(threshold):
-    ax.axvline(threshold, color='k', ls='--', label='honest threshold')
-  ax.set(xlabel='P(live), video mean', ylabel='videos',
-         title='Target scores')
-  ax.legend(fontsize=8)
+  groups = [('live', target.labels == 1, 'tab:green')] + [
+      (f'spoof: {attack}', spoof & (target.attack_types == attack), colour)
+      for attack, colour in zip(np.unique(target.attack_types[spoof]),
+                                ('tab:red', 'tab:orange', 'tab:purple',
+                                 'tab:brown', 'tab:pink', 'tab:gray'))]
+  groups = [g for g in groups if g[1].any()]
+  fig, axes = plt.subplots(len(groups), 1, sharex=True, squeeze=False,
+                           figsize=(6, 1.3 + 1.1 * len(groups)))
+  bins = np.linspace(0, 1, 21)
+  for ax, (name, chosen, colour) in zip(axes[:, 0], groups):
+    ax.hist(target.scores[chosen], bins=bins, color=colour,
+            edgecolor='black', linewidth=0.5)
+    if np.isfinite(threshold):
+      ax.axvline(threshold, color='k', ls='--', lw=1)
+    ax.set_ylabel('videos', fontsize=8)
+    ax.text(0.01, 0.85, f'{name} ({int(chosen.sum())} videos)',
+            transform=ax.transAxes, fontsize=9, va='top')
+  axes[0, 0].set_title('Target scores by class (dashed: honest threshold)',
+                       fontsize=10)
+  axes[-1, 0].set_xlabel('P(live), mean over the video\'s frames')
+  axes[-1, 0].set_xlim(0, 1)
   _save(fig, path)
 
 
@@ -259,11 +310,20 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 
 def _grid(rows: Sequence[tuple[str, Sequence[np.ndarray], dict[str, Any]]],
-          labels: np.ndarray, path: str) -> None:
-  """Rows of panels (title, images, imshow kwargs), one column per face."""
+          labels: np.ndarray, path: str,
+          colorbars: dict[int, tuple[Any, str]] | None = None,
+          legend: list[Any] | None = None) -> None:
+  """Rows of panels (title, images, imshow kwargs), one column per face.
+
+  `colorbars` maps a row to (a ScalarMappable, its label) drawn beside the
+  row; `legend` is a list of patches drawn below the grid.
+  """
   n = len(labels)
-  fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 1.6 * len(rows)),
-                           squeeze=False)
+  extra = 0.9 if legend else 0.0
+  fig, axes = plt.subplots(len(rows), n, squeeze=False,
+                           figsize=(1.6 * n + (1.2 if colorbars else 0),
+                                    1.6 * len(rows) + extra),
+                           layout='constrained')
   for r, (title, images, kwargs) in enumerate(rows):
     for c in range(n):
       ax = axes[r, c]
@@ -274,7 +334,14 @@ def _grid(rows: Sequence[tuple[str, Sequence[np.ndarray], dict[str, Any]]],
         ax.set_title('live' if labels[c] == 1 else 'spoof', fontsize=8)
       if c == 0:
         ax.set_ylabel(title, fontsize=8)
-  _save(fig, path)
+  for r, (mappable, label) in (colorbars or {}).items():
+    bar = fig.colorbar(mappable, ax=list(axes[r, :]), fraction=0.05, pad=0.02)
+    bar.set_label(label, fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+  if legend:
+    fig.legend(handles=legend, loc='outside lower center', ncol=5,
+               fontsize=7, frameon=False)
+  _save(fig, path, tight=False)
 
 
 def plot_gradcam(images: np.ndarray, cams: np.ndarray, labels: np.ndarray,
@@ -282,26 +349,39 @@ def plot_gradcam(images: np.ndarray, cams: np.ndarray, labels: np.ndarray,
   """Faces and their Grad-CAM maps overlaid."""
   overlays = [0.5 * _rgb(i) + 0.5 * plt.get_cmap('jet')(c)[..., :3]
               for i, c in zip(images, cams)]
+  scale = matplotlib.cm.ScalarMappable(
+      norm=matplotlib.colors.Normalize(0.0, 1.0), cmap='jet')
   _grid([('face', [_rgb(i) for i in images], {}),
-         ('Grad-CAM', overlays, {})], labels, path)
+         ('Grad-CAM', overlays, {})], labels, path,
+        colorbars={1: (scale, 'Grad-CAM (1 = strongest)')})
 
 
 def plot_parsing(images: np.ndarray, target: np.ndarray, predicted: np.ndarray,
                  labels: np.ndarray, path: str) -> None:
-  """Faces, parsing labels and the predicted parsing (argmax)."""
-  style = {'cmap': 'tab20', 'vmin': 0, 'vmax': 19, 'interpolation': 'nearest'}
+  """Faces, parsing labels and the predicted parsing (argmax), with a legend."""
+  colours = [plt.get_cmap('tab20')(i) for i in range(len(PARSING_CLASSES))]
+  colours[0] = (0.0, 0.0, 0.0, 1.0)  # background black
+  cmap = matplotlib.colors.ListedColormap(colours)
+  style = {'cmap': cmap, 'vmin': -0.5, 'vmax': len(PARSING_CLASSES) - 0.5,
+           'interpolation': 'nearest'}
+  legend = [matplotlib.patches.Patch(color=colour, label=f'{i} {name}')
+            for i, (name, colour) in enumerate(zip(PARSING_CLASSES, colours))]
   _grid([('face', [_rgb(i) for i in images], {}),
          ('label', list(target), style), ('predicted', list(predicted), style)],
-        labels, path)
+        labels, path, legend=legend)
 
 
 def plot_depth(images: np.ndarray, target: np.ndarray, predicted: np.ndarray,
                labels: np.ndarray, path: str) -> None:
   """Faces, target depth (zeros for spoofs) and predicted depth."""
   style = {'cmap': 'gray', 'vmin': 0.0, 'vmax': 1.0}
+  scale = matplotlib.cm.ScalarMappable(
+      norm=matplotlib.colors.Normalize(0.0, 1.0), cmap='gray')
   _grid([('face', [_rgb(i) for i in images], {}),
          ('target depth', list(target), style),
-         ('predicted depth', list(predicted), style)], labels, path)
+         ('predicted depth', list(predicted), style)], labels, path,
+        colorbars={1: (scale, 'depth (1 = nearest)'),
+                   2: (scale, 'depth (1 = nearest)')})
 
 
 # -----------------------------------------------------------------------------
@@ -309,13 +389,40 @@ def plot_depth(images: np.ndarray, target: np.ndarray, predicted: np.ndarray,
 # -----------------------------------------------------------------------------
 
 
+NOT_RATES = ('threshold', 'worst_attack_type', 'step')
+
+
+def _is_rate(key: str) -> bool:
+  return not any(key.endswith(k) for k in NOT_RATES)
+
+
+def format_value(key: str, value: Any) -> str:
+  """Rates as percentages, thresholds as P(live), the rest as text."""
+  if isinstance(value, str) and value in ('inf', '-inf', 'nan'):
+    value = float(value)
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return str(value)
+  if key.endswith('threshold'):
+    if value == float('inf'):
+      return 'inf (rejects every video)'
+    return f'{value:.4f}'
+  if key.endswith('step'):
+    return str(int(value))
+  if value != value:  # NaN
+    return 'n/a'
+  return f'{100 * value:.2f}%'
+
+
 def _cell(key: str, value: Any) -> str:
-  text = f'{value:.6f}' if isinstance(value, float) else str(value)
-  return f'<td id="{html.escape(key)}">{html.escape(text)}</td>'
+  """A number cell: shown formatted, exact in data-value, found by its id."""
+  exact = (repr(float(value)) if isinstance(value, (int, float))
+           and not isinstance(value, bool) else str(value))
+  return (f'<td id="{html.escape(key)}" data-value="{html.escape(exact)}">'
+          f'{html.escape(format_value(key, value))}</td>')
 
 
 def flat_numbers(numbers: dict[str, Any]) -> dict[str, Any]:
-  """The numbers shown in index.html, keyed by their element id."""
+  """The numbers at the report's step shown in index.html, by element id."""
   flat: dict[str, Any] = {}
   for block in ('protocol', 'honest'):
     for k, v in numbers[block].items():
@@ -332,26 +439,165 @@ def flat_numbers(numbers: dict[str, Any]) -> dict[str, Any]:
   return flat
 
 
+def flat_results(results: dict[str, Any] | None) -> dict[str, Any]:
+  """results.json's blocks shown beside them, ids `results_<block>_<key>`."""
+  flat: dict[str, Any] = {}
+  for block in ('protocol', 'honest'):
+    values = (results or {}).get(block) or {}
+    for k, _ in METRIC_ROWS:
+      if k in values:
+        flat[f'results_{block}_{k}'] = values[k]
+  return flat
+
+
+METRIC_ROWS = (('hter', 'HTER'), ('auc', 'AUC'), ('eer', 'EER'),
+               ('tpr_at_fpr_1pct', 'TPR at FPR = 1%'),
+               ('threshold', 'threshold (P(live))'))
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 68em;
+       padding: 0 1em; color: #222; line-height: 1.4; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }
+td[data-value] { text-align: right; font-variant-numeric: tabular-nums; }
+thead th { background: #f2f2f2; }
+th.row { font-weight: normal; background: #fafafa; }
+.note { color: #555; font-size: 0.92em; max-width: 60em; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: 0.92em; }
+"""
+
+
+def _table(head: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]]
+           ) -> str:
+  header = ''.join(f'<th>{html.escape(h)}</th>' for h in head)
+  thead = f'<thead><tr>{header}</tr></thead>\n' if any(head) else ''
+  body = ''.join(f'<tr><th class="row">{html.escape(name)}</th>'
+                 f'{"".join(cells)}</tr>\n' for name, cells in rows)
+  return f'<table>\n{thead}<tbody>\n{body}</tbody>\n</table>'
+
+
 def index_html(numbers: dict[str, Any], figures: dict[str, str | None],
-               title: str) -> str:
-  """The report page: the numbers table, then every figure."""
-  rows = ''.join(f'<tr><th>{html.escape(k)}</th>{_cell(k, v)}</tr>\n'
-                 for k, v in flat_numbers(numbers).items())
-  body = [f'<h1>{html.escape(title)}</h1>',
-          '<p>Video level. <em>protocol</em>: threshold at the target\'s own '
-          'EER point; <em>honest</em>: threshold from the source dev videos. '
-          'APCER (per attack type, worst), BPCER and ACER at the honest '
-          'threshold; BPCER at APCER = x uses the worst attack type\'s '
-          'APCER.</p>',
-          f'<table>\n{rows}</table>']
+               title: str, run_info: dict[str, Any] | None = None,
+               results: dict[str, Any] | None = None) -> str:
+  """The report page: run metadata, the numbers, then every figure."""
+  run_info = run_info or {}
+  step = run_info.get('step', numbers.get('step'))
+  body = [f'<h1>{html.escape(title)}</h1>']
+  if run_info:
+    meta_rows = [(label, [f'<td id="run_{key}">'
+                          f'{html.escape(str(run_info[key]))}</td>'])
+                 for key, label in (
+                     ('protocol', 'Protocol'), ('variant', 'Variant'),
+                     ('seed', 'Seed'), ('data', 'Data'),
+                     ('step', 'Report step'), ('step_reason', 'Why this step'),
+                     ('trained_steps', 'Run trained to step'),
+                     ('videos', 'Videos scored'),
+                     ('run_commit', 'Commit of the run'),
+                     ('report_commit', 'Commit of this report'))
+                 if key in run_info]
+    body += ['<h2>Run</h2>', _table(('', ''), meta_rows)]
+
+  flat = flat_numbers(numbers)
+  shown_results = flat_results(results)
+  head = ['metric', f'honest, step {step}', f'protocol at step {step}']
+  if shown_results:
+    head += [f'results.json honest (step {results["honest"].get("step")})',
+             'results.json protocol (step '
+             f'{results["protocol"].get("step")})']
+  rows = []
+  for key, label in METRIC_ROWS:
+    cells = [_cell(f'honest_{key}', flat.get(f'honest_{key}')),
+             _cell(f'protocol_{key}', flat.get(f'protocol_{key}'))]
+    if shown_results:
+      cells += [_cell(f'results_honest_{key}',
+                      shown_results.get(f'results_honest_{key}')),
+                _cell(f'results_protocol_{key}',
+                      shown_results.get(f'results_protocol_{key}'))]
+    rows.append((label, cells))
+  body += [
+      '<h2>Results on the target</h2>',
+      '<p class="note">Video level (a video\'s score is the mean P(live) of '
+      'its frames). <b>honest</b>: the threshold is the source dev videos\' '
+      'EER threshold; nothing is chosen on the target. <b>protocol at step '
+      f'{step}</b>: this step\'s checkpoint at the target\'s own EER '
+      'threshold (the field\'s convention; optimistic). <b>results.json</b>: '
+      'what training recorded; its protocol block is the checkpoint with the '
+      'lowest target HTER over the whole run, which may be another step, so '
+      'its numbers can differ from the protocol numbers at this step.</p>',
+      _table(head, rows)]
+
+  iso_rows = [(f'APCER, {attack}', [_cell(f'apcer_{attack}',
+                                          flat[f'apcer_{attack}'])])
+              for attack in numbers['iso_honest']['apcer_per_type']]
+  iso_rows += [
+      ('APCER, worst attack type', [_cell('apcer_worst', flat['apcer_worst'])]),
+      ('worst attack type', [_cell('worst_attack_type',
+                                   flat['worst_attack_type'])]),
+      ('BPCER (live rejected)', [_cell('bpcer', flat['bpcer'])]),
+      ('ACER = (worst APCER + BPCER) / 2', [_cell('acer', flat['acer'])])]
+  iso_rows += [(f'BPCER at APCER = {k.removesuffix("pct")}%',
+                [_cell(f'bpcer_at_apcer_{k}', flat[f'bpcer_at_apcer_{k}'])])
+               for k in numbers['bpcer_at_apcer']]
+  body += ['<h2>Errors by attack type (ISO/IEC 30107-3)</h2>',
+           '<p class="note">At the honest threshold. BPCER at APCER = x: the '
+           'lowest BPCER over thresholds at which every attack type\'s APCER '
+           'is at most x.</p>',
+           _table(('rate', f'step {step}'), iso_rows)]
+  if 'n_videos' in numbers:
+    n = numbers['n_videos']
+    body.append(f'<p class="note" id="n_videos">Target: {n["target_live"]} '
+                f'live and {n["target_spoof"]} spoof videos; source dev: '
+                f'{n["dev"]} videos.</p>')
+
+  body.append('<h2>Figures</h2>')
   for name, file in figures.items():
-    body.append(f'<h2>{html.escape(name)}</h2>')
-    body.append(f'<img src="{html.escape(file)}" alt="{html.escape(name)}">'
-                if file else '<p>Not available for this model (no parsing '
-                'decoder).</p>')
-  return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>'
-          f'{html.escape(title)}</title></head><body>\n'
-          + '\n'.join(body) + '\n</body></html>\n')
+    heading, caption = FIGURE_TEXT.get(name, (name, ''))
+    body.append(f'<h3>{html.escape(heading)}</h3>')
+    body.append(
+        f'<figure><img src="{html.escape(file)}" alt="{html.escape(heading)}">'
+        f'<figcaption>{html.escape(caption)}</figcaption></figure>'
+        if file else '<p>Not available for this model (no parsing '
+        'decoder).</p>')
+  return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+          f'<title>{html.escape(title)}</title><style>{_STYLE}</style>'
+          '</head><body>\n' + '\n'.join(body) + '\n</body></html>\n')
+
+
+def run_info(config: ml_collections.ConfigDict, workdir: str, step: int,
+             chosen_by_rule: bool, numbers: dict[str, Any],
+             results: dict[str, Any] | None) -> dict[str, Any]:
+  """The run's metadata shown at the top of the page (and in report.json)."""
+  sources = list(config.data.sources)
+  target = config.data.target
+  short = '&'.join(d.upper() for d in sources) + f' → {target.upper()}'
+  names = (', '.join(DOMAIN_NAMES.get(d, d) for d in sources) + ' → '
+           + DOMAIN_NAMES.get(target, target))
+  builders = dict(config.data.builders)
+  synthetic = all(str(b).startswith('synthetic_fas') for b in builders.values())
+  run_prov_path = os.path.join(workdir, 'provenance.json')
+  run_commit = 'unknown'
+  if os.path.isfile(run_prov_path):
+    with open(run_prov_path) as f:
+      run_commit = json.load(f).get('git_commit', 'unknown')
+  n = numbers['n_videos']
+  return {
+      'protocol': f'{config.protocol}: {short} ({names})',
+      'variant': config.variant,
+      'seed': int(config.seed),
+      'data': ('synthetic_fas, the built-in procedural benchmark (not real '
+               'faces)' if synthetic else 'the real datasets'),
+      'step': int(step),
+      'step_reason': (
+          "the honest rule's choice: lowest EER on the pooled source dev "
+          'videos (ties: the earliest step)' if chosen_by_rule
+          else 'named with --step'),
+      'trained_steps': (results or {}).get('step', 'unknown'),
+      'videos': (f'target {n["target_live"]} live + {n["target_spoof"]} '
+                 f'spoof; source dev {n["dev"]}'),
+      'run_commit': run_commit,
+      'report_commit': provenance.git_commit(),
+  }
 
 
 # -----------------------------------------------------------------------------
@@ -367,7 +613,13 @@ def _subsample(n: int, limit: int, seed: int = 0) -> np.ndarray:
 
 def write_report(config: ml_collections.ConfigDict, workdir: str,
                  step: int | None = None) -> dict[str, Any]:
-  """Writes WORKDIR/report/: figures, index.html, report.json; returns them."""
+  """Writes WORKDIR/report/: figures, index.html, report.json; returns them.
+
+  Raises workdir_lock.NoRunError (and creates nothing) if WORKDIR holds no
+  saved checkpoint.
+  """
+  workdir_lock.check_run(workdir)
+  chosen_by_rule = step is None
   mesh = sharding.make_mesh()
   run = checkpoint_eval.restore(config, workdir, step, mesh)
   nets, state, step = run.nets, run.state, run.step
@@ -385,8 +637,15 @@ def write_report(config: ml_collections.ConfigDict, workdir: str,
   ex_labels = target['ex_label']
   cams = jax.jit(lambda p, b, x, y: gradcam(p, b, x, y, nets=nets))(
       state.params, state.batch_stats, target['ex_image'], ex_labels)
+  results_path = os.path.join(workdir, 'results.json')
+  results = None
+  if os.path.isfile(results_path):
+    with open(results_path) as f:
+      results = json.load(f)
+  info = run_info(config, workdir, step, chosen_by_rule, numbers, results)
   result = evaluate.to_json_safe({'step': step, 'target': config.data.target,
-                                  **numbers})
+                                  **numbers, 'run': info,
+                                  'results_json': results})
   # Every process computed (the arrays span all of them); one writes.
   if jax.process_index() != 0:
     return result
@@ -417,10 +676,10 @@ def write_report(config: ml_collections.ConfigDict, workdir: str,
 
   figures = {name: (f'{name}.png' if name != 'parsing' or has_parsing
                     else None) for name in FIGURES}
-  title = (f'{config.protocol} ({config.variant}, seed {config.seed}), '
-           f'step {step}')
+  title = (f'Report: {info["protocol"].split(" (")[0]}, {config.variant}, '
+           f'seed {config.seed}, step {step}')
   with open(os.path.join(out_dir, 'index.html'), 'w') as f:
-    f.write(index_html(numbers, figures, title))
+    f.write(index_html(numbers, figures, title, info, results))
   provenance.write_json(os.path.join(out_dir, 'report.json'), result)
   return result
 
@@ -443,8 +702,16 @@ def _cli() -> None:
   def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    result = write_report(config.value, workdir.value, step.value)
+    try:
+      result = write_report(config.value, workdir.value, step.value)
+    except workdir_lock.NoRunError as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
     print(json.dumps(result, indent=2))
+    if jax.process_index() == 0:
+      page = os.path.abspath(os.path.join(workdir.value, 'report',
+                                          'index.html'))
+      print(f'Report written to {page}', file=sys.stderr)
 
   app.run(main)
 

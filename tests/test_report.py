@@ -3,13 +3,18 @@
 The run trains in this process (compiled programs are shared through the
 persistent cache). Report numbers are recomputed here from the restored
 checkpoint with fasjax.evaluate and fasjax.metrics; BPCER at APCER = x by
-brute force in numpy.
+brute force in numpy. The page is also opened in headless Chromium (Debian's
+`chromium`; skipped, with the reason, where it is missing or cannot start):
+every figure must load and every number cell must equal report.json.
 """
 
+import html
 import json
 import os
 import re
+import shutil
 import statistics
+import subprocess
 
 import numpy as np
 import pytest
@@ -22,6 +27,7 @@ from fasjax import evaluate
 from fasjax import metrics
 from fasjax import report
 from fasjax import train
+from fasjax import workdir_lock
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
@@ -103,11 +109,16 @@ def test_numbers_match_metrics(run, config, reported):
   # The honest numbers are those of results.json (same step, same rule).
   assert expected['honest_hter'] == pytest.approx(results['honest']['hter'])
   with open(os.path.join(run, 'report', 'index.html')) as f:
-    shown = dict(re.findall(r'<td id="([^"]+)">([^<]*)</td>', f.read()))
+    cells = re.findall(r'<td id="([^"]+)" data-value="([^"]*)">([^<]*)</td>',
+                       f.read())
+  exact = {key: value for key, value, _ in cells}
+  text = {key: html.unescape(shown) for key, _, shown in cells}
   assert len(iso['apcer_per_type']) >= 2
   for key, value in expected.items():
-    assert float(shown[key]) == pytest.approx(value, abs=5e-5), key
-  assert shown['worst_attack_type'] == str(iso['worst_attack_type'])
+    assert float(exact[key]) == pytest.approx(value, abs=1e-12), key
+    # Rates are shown as percentages with two decimals.
+    assert text[key] == f'{100 * value:.2f}%', key
+  assert exact['worst_attack_type'] == str(iso['worst_attack_type'])
 
 
 def test_evaluate_step_and_last_k(run, config):
@@ -156,3 +167,126 @@ def test_bpcer_at_apcer_and_a_page_without_parsing():
   page = report.index_html(numbers, {'roc': 'roc.png', 'parsing': None}, 't')
   assert 'src="roc.png"' in page and 'parsing.png' not in page
   assert 'no parsing' in page
+
+
+def test_page_has_the_runs_metadata_and_results_json_beside(run, config,
+                                                            reported):
+  results = _read(os.path.join(run, 'results.json'))
+  saved = _read(os.path.join(run, 'report', 'report.json'))
+  info = saved['run']
+  assert info['protocol'].startswith('ocm_to_i: O&C&M → I')
+  assert (info['variant'], info['seed']) == ('full', 0)
+  assert info['step'] == reported['step'] == results['honest']['step']
+  assert "honest rule's choice" in info['step_reason']
+  assert info['trained_steps'] == 6
+  assert info['run_commit'] == _read(
+      os.path.join(run, 'provenance.json'))['git_commit']
+  n = saved['n_videos']
+  assert f'target {n["target_live"]} live + {n["target_spoof"]} spoof' in (
+      info['videos'])
+  assert saved['results_json'] == results
+  with open(os.path.join(run, 'report', 'index.html')) as f:
+    page = f.read()
+  for heading in ('Results on the target', 'Errors by attack type',
+                  'Score distributions', 'Face parsing', 'Grad-CAM'):
+    assert heading in page, heading
+  assert 'score_histograms</h' not in page  # human headings, not file names
+  assert f'results.json protocol (step {results["protocol"]["step"]})' in page
+  assert f'protocol at step {info["step"]}' in page
+
+
+def test_report_without_a_run_creates_nothing(tmp_path, config):
+  with pytest.raises(workdir_lock.NoRunError, match='No checkpoint'):
+    report.write_report(config, str(tmp_path))
+  assert os.listdir(tmp_path) == []
+
+
+# -----------------------------------------------------------------------------
+# The page in a real browser.
+# -----------------------------------------------------------------------------
+
+_CHECK_PAGE = """<!DOCTYPE html><html><body>
+<iframe id="page" src="index.html" width="1200" height="800"></iframe>
+<script>
+document.getElementById('page').addEventListener('load', () => {
+  const d = document.getElementById('page').contentDocument;
+  const found = {
+    title: d.title,
+    images: [...d.images].map(i => ({src: i.getAttribute('src'),
+                                     complete: i.complete,
+                                     width: i.naturalWidth})),
+    cells: [...d.querySelectorAll('td[data-value]')].map(
+        td => ({id: td.id, value: td.dataset.value,
+                text: td.textContent})),
+  };
+  const out = document.createElement('pre');
+  out.id = 'result';
+  out.textContent = JSON.stringify(found);
+  document.body.appendChild(out);
+});
+</script></body></html>
+"""
+
+
+def _chromium():
+  for name in ('chromium', 'chromium-headless-shell', 'chromium-browser',
+               'google-chrome'):
+    path = shutil.which(name)
+    if path:
+      return path
+  return None
+
+
+def _open_in_chromium(folder, profile):
+  """What the check page found in index.html, or a reason to skip."""
+  binary = _chromium()
+  if binary is None:
+    return None, ('no Chromium on PATH (Debian: apt-get install chromium; '
+                  '.ci/run installs it when it can)')
+  with open(os.path.join(folder, 'check.html'), 'w') as f:
+    f.write(_CHECK_PAGE)
+  command = [binary, '--headless', '--no-sandbox', '--disable-gpu',
+             '--disable-background-networking', '--disable-component-update',
+             '--no-first-run', '--disable-sync', '--disable-extensions',
+             '--allow-file-access-from-files', f'--user-data-dir={profile}',
+             '--virtual-time-budget=20000', '--dump-dom',
+             'file://' + os.path.join(folder, 'check.html')]
+  try:
+    proc = subprocess.run(command, capture_output=True, text=True,
+                          timeout=180)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    return None, f'Chromium could not run: {e}'
+  match = re.search(r'<pre id="result">(.*?)</pre>', proc.stdout, re.S)
+  if proc.returncode != 0 or not match:
+    return None, (f'Chromium exited {proc.returncode} without a result: '
+                  f'{proc.stderr.strip()[-300:]}')
+  return json.loads(html.unescape(match.group(1))), None
+
+
+def test_page_in_headless_chromium(run, reported, tmp_path):
+  del reported
+  folder = str(tmp_path / 'report')
+  shutil.copytree(os.path.join(run, 'report'), folder)
+  found, reason = _open_in_chromium(folder, str(tmp_path / 'profile'))
+  if found is None:
+    pytest.skip(reason)
+  saved = _read(os.path.join(folder, 'report.json'))
+  # Every figure is shown and decodes.
+  sources = sorted(i['src'] for i in found['images'])
+  expected_figures = sorted(f'{name}.png' for name in report.FIGURES)
+  assert sources == expected_figures
+  for image in found['images']:
+    assert image['complete'] and image['width'] > 0, image
+  # Every number cell holds report.json's value, shown as it should be.
+  expected = {**report.flat_numbers(saved),
+              **report.flat_results(saved['results_json'])}
+  cells = {c['id']: c for c in found['cells']}
+  assert set(cells) == set(expected), set(cells) ^ set(expected)
+  for key, value in expected.items():
+    cell = cells[key]
+    if isinstance(value, float):
+      assert float(cell['value']) == value, key
+    else:
+      assert cell['value'] == str(value), key
+    assert cell['text'] == report.format_value(key, value), key
+  assert found['title'].startswith('Report: ocm_to_i: O&C&M → I')
