@@ -10,6 +10,8 @@ SavedModel and TFLite files.
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -190,11 +192,57 @@ def _json_lines(text):
 def test_predict_cli_exit_status(run, files, capsys):
   bad = [str(files / 'empty.png'), str(files / 'notes.txt')]
   assert predict.main([f'--workdir={run}', *bad]) == 1
-  lines = _json_lines(capsys.readouterr().out)
+  captured = capsys.readouterr()
+  lines = _json_lines(captured.out)
   assert [line['input'] for line in lines] == bad
   assert all('error' in line for line in lines)
+  # notes.txt passed the early checks, so the model was loaded: a model
+  # trained on synthetic faces says it has never seen a real one.
+  assert predict.SYNTHETIC_WARNING in captured.err
   assert predict.main([f'--workdir={files}', str(files / 'x.png')]) == 2
   assert 'config.json' in capsys.readouterr().err
+  # Every input failing the early checks: answered without loading anything.
+  missing = [str(files / 'missing.jpg'), str(files / 'empty.png')]
+  assert predict.main([f'--workdir={run}', *missing]) == 1
+  captured = capsys.readouterr()
+  assert [l['error'] for l in _json_lines(captured.out)] == [
+      'no such file', 'empty file (0 bytes)']
+  assert predict.SYNTHETIC_WARNING not in captured.err
+
+
+_PROBE = """
+import sys
+from fasjax import {module}
+status = {module}.main({argv!r})
+print('STATUS', status, 'jax' in sys.modules, 'tensorflow' in sys.modules)
+"""
+
+
+@pytest.mark.parametrize('module,argv,fragment', [
+    ('predict', ['--workdir=/nonexistent/run', 'face.png'], 'does not exist'),
+    ('export', ['--workdir=/nonexistent/run', '--format=tflite',
+                '--out=/tmp/x'], 'does not exist'),
+    ('export', ['--workdir=/nonexistent/run', '--format=tflite',
+                '--input=rgb', '--out=/tmp/x'], '--input=features only'),
+])
+def test_commands_check_arguments_before_importing_jax(module, argv,
+                                                       fragment):
+  proc = subprocess.run(
+      [sys.executable, '-c', _PROBE.format(module=module, argv=argv)],
+      cwd=smoke_run.ROOT, env=smoke_run.env(), capture_output=True,
+      text=True, timeout=120)
+  assert proc.stdout.strip().splitlines()[-1] == 'STATUS 2 False False', (
+      proc.stdout, proc.stderr[-2000:])
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error: ')]
+  assert len(errors) == 1 and fragment in errors[0], proc.stderr
+
+
+def test_export_out_that_is_a_file_is_refused_early(run, tmp_path, capsys):
+  out = tmp_path / 'a_file'
+  out.write_text('')
+  assert export.main([f'--workdir={run}', '--format=tflite',
+                      f'--out={out}']) == 2
+  assert 'is a file' in capsys.readouterr().err
 
 
 # -----------------------------------------------------------------------------
@@ -292,7 +340,11 @@ def test_export_cli_writes_the_model_and_its_card(run, tmp_path, capsys):
   assert card['input']['shape'] == ['batch', s, s, 6]
   assert card['trained_on_synthetic_data'] is True
   assert card['run_commit'] and card['export_commit']
-  assert '## Threshold' in (out / 'MODEL_CARD.md').read_text()
+  card_md = (out / 'MODEL_CARD.md').read_text()
+  assert '## Threshold' in card_md
+  # A yes/no field is one sentence, not a heading followed by "True".
+  assert '**Trained on synthetic data:** yes.' in card_md
+  assert '\nTrue\n' not in card_md and '## Trained on synthetic' not in card_md
   assert export.main([f'--workdir={tmp_path}', '--format=tflite',
                       f'--out={out}']) == 2
   assert 'config.json' in capsys.readouterr().err
