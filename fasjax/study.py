@@ -8,20 +8,24 @@ W/<protocol>/<variant>/seed<N>, in a subprocess (a crashed cell cannot take
 the study down, and every cell starts from a clean process). A cell with a
 results.json is skipped, and an unfinished one resumes from its latest
 checkpoint, so rerunning the same command after an interruption finishes the
-study. Then W/study.md, W/study.csv and W/study.json hold mean ± std over
+study. --executor=local runs several cells at once on this host (each on its
+own GPUs, TPU chips or CPU cores), --executor=slurm each as a SLURM job
+(fasjax/study_exec.py); W/.lock refuses a second study in W. Then
+W/study.md, W/study.csv and W/study.json hold mean ± std over
 seeds of HTER, AUC and TPR@FPR=1% per protocol and variant, the protocol and
 honest numbers in separate columns, the number of seeds, and the paper's
 values where there are any.
 """
 
+import contextlib
 import csv
 import dataclasses
+import importlib
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any, Sequence
 
 from absl import app
@@ -29,6 +33,8 @@ from absl import flags
 from absl import logging
 
 from configs import common
+from fasjax import study_exec
+from fasjax import workdir_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ('full',) + common.ABLATIONS
@@ -52,6 +58,39 @@ _OVERRIDES = flags.DEFINE_multi_string(
     'override', [], 'Config overrides for every cell, e.g. '
     '--override=config.data.data_dir=/data (passed as --config.data...).')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The study directory.')
+_EXECUTOR = flags.DEFINE_enum(
+    'executor', 'sequential', study_exec.EXECUTORS, 'How cells run: '
+    'sequential (one after another, here), local (--max_parallel at once on '
+    'this host, each on its own GPUs/TPU chips/CPU cores), slurm (each cell a '
+    'SLURM job through submitit).')
+_MAX_PARALLEL = flags.DEFINE_integer(
+    'max_parallel', 0, 'local: cells at once; 0 = one per device group on '
+    'accelerators, one per 4 CPU cores on a CPU.')
+_DEVICES_PER_CELL = flags.DEFINE_integer(
+    'devices_per_cell', 0, 'local: GPUs or TPU chips per cell (0 = 1); on a '
+    'CPU, cores per cell (0 = the cores split evenly).')
+_SLURM_PARTITION = flags.DEFINE_string('slurm_partition', None,
+                                       'slurm: partition (sbatch -p).')
+_SLURM_TIME = flags.DEFINE_string(
+    'slurm_time', '4:00:00', 'slurm: time limit per job (minutes, HH:MM:SS or '
+    'D-HH:MM:SS); a job that reaches it is requeued and resumes.')
+_SLURM_GPUS = flags.DEFINE_integer('slurm_gpus_per_job', 0,
+                                   'slurm: GPUs per job (--gpus-per-node).')
+_SLURM_CPUS = flags.DEFINE_integer('slurm_cpus_per_job', 0,
+                                   'slurm: CPUs per job (--cpus-per-task).')
+_SLURM_MEM = flags.DEFINE_string('slurm_mem', None,
+                                 'slurm: memory per job, e.g. 32G (--mem).')
+_SLURM_ARRAY_PARALLELISM = flags.DEFINE_integer(
+    'slurm_array_parallelism', 0, 'slurm: at most this many jobs of the '
+    'array at once (--array=...%N); 0 = no limit.')
+_SLURM_ADDITIONAL = flags.DEFINE_multi_string(
+    'slurm_additional', [], 'slurm: extra sbatch option key=value, repeatable, '
+    'e.g. --slurm_additional=account=myproj --slurm_additional=qos=high.')
+_SLURM_POLL_S = flags.DEFINE_float('slurm_poll_s', 15.0,
+                                   'slurm: seconds between queue checks.')
+_AGGREGATE_ONLY = flags.DEFINE_bool(
+    'aggregate_only', False, 'Run no cell: aggregate the finished ones into '
+    'study.{md,csv,json} (also while a study runs).')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,59 +141,109 @@ def results_path(workdir: str, cell: Cell) -> str:
   return os.path.join(workdir, cell.subdir, 'results.json')
 
 
+def cell_task(cell: Cell, workdir: str,
+              overrides: Sequence[str]) -> study_exec.CellTask:
+  """What an executor needs to train one cell."""
+  cell_dir = os.path.join(workdir, cell.subdir)
+  return study_exec.CellTask(cell.subdir, cell_dir,
+                             tuple(launch_command(cell, cell_dir, overrides)))
+
+
 def run_cell(cell: Cell, workdir: str, overrides: Sequence[str]) -> None:
   """Trains one cell (resuming), its output in <cell>/study_cell.log."""
-  cell_dir = os.path.join(workdir, cell.subdir)
-  os.makedirs(cell_dir, exist_ok=True)
-  env = dict(os.environ)
-  env['PYTHONPATH'] = os.pathsep.join(
-      filter(None, [ROOT, env.get('PYTHONPATH')]))
-  with open(os.path.join(cell_dir, 'study_cell.log'), 'a') as log:
-    proc = subprocess.run(launch_command(cell, cell_dir, overrides), cwd=ROOT,
-                          env=env, stdout=log, stderr=subprocess.STDOUT,
-                          check=False)
-  if proc.returncode != 0:
-    raise RuntimeError(
-        f'Cell {cell.subdir} failed (exit {proc.returncode}); see '
-        f'{os.path.join(cell_dir, "study_cell.log")}. Rerun the same command '
-        'to resume the study.')
+  study_exec.train_cell(cell_task(cell, workdir, overrides))
 
 
-def format_duration(seconds: float) -> str:
-  """'1h02m03s' style duration."""
-  seconds = int(round(seconds))
-  h, rest = divmod(seconds, 3600)
-  m, s = divmod(rest, 60)
-  return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
+format_duration = study_exec.format_duration
 
 
-def progress_line(done: int, total: int, run_times: Sequence[float]) -> str:
-  """Progress over the whole study; the ETA averages this session's cells."""
-  line = f'study: {done}/{total} cells done'
-  if run_times and done < total:
-    eta = statistics.mean(run_times) * (total - done)
-    line += f', ETA {format_duration(eta)}'
-  return line
+class CellsFailedError(RuntimeError):
+  """Cells failed; the message names each with its log."""
 
 
 def run_study(cells: Sequence[Cell], workdir: str,
-              overrides: Sequence[str] = ()) -> None:
-  """Runs the unfinished cells in order, logging progress after each."""
+              overrides: Sequence[str] = (), executor: Any = None) -> None:
+  """Runs the unfinished cells through `executor` (default: one at a time).
+
+  Logs progress after each cell; raises CellsFailedError naming the failed
+  cells and their logs.
+  """
+  if executor is None:
+    executor = study_exec.make_executor('sequential', workdir)
   total = len(cells)
   pending = [c for c in cells if not os.path.exists(results_path(workdir, c))]
   done = total - len(pending)
   if done:
     logging.info('Skipping %d finished cell(s).', done)
-  logging.info(progress_line(done, total, []))
-  run_times: list[float] = []
-  for cell in pending:
-    logging.info('Running cell %s (%s).', cell.subdir, cell.config_arg)
-    t0 = time.time()
-    run_cell(cell, workdir, overrides)
-    run_times.append(time.time() - t0)
-    done += 1
-    logging.info('%s (cell took %s)', progress_line(done, total, run_times),
-                 format_duration(run_times[-1]))
+  progress = study_exec.Progress(total, done,
+                                 executor.parallel or len(pending))
+  logging.info(progress.line())
+  if not pending:
+    return
+  if executor.parallel != 1:
+    prepare_synthetic_data(pending, overrides)
+  failures = executor.run([cell_task(c, workdir, overrides) for c in pending],
+                          progress)
+  if failures:
+    raise CellsFailedError(study_exec.cell_failure_summary(failures))
+
+
+def synthetic_builds(cells: Sequence[Cell], overrides: Sequence[str]
+                     ) -> dict[str | None, list[str]]:
+  """{data_dir: synthetic_fas builder configs} the cells will read."""
+  data_dir = None
+  for o in overrides:
+    key, _, value = o.partition('=')
+    if key.strip() == 'config.data.data_dir':
+      data_dir = value or None
+  builds: dict[str | None, list[str]] = {}
+  for cell in cells:
+    config = importlib.import_module(f'configs.{cell.protocol}').get_config(
+        cell.config_arg)
+    for builder in config.data.builders.values():
+      name, _, builder_config = builder.partition('/')
+      wanted = builds.setdefault(data_dir or config.data.data_dir, [])
+      if name == 'synthetic_fas' and builder_config not in wanted:
+        wanted.append(builder_config)
+  return {d: b for d, b in builds.items() if b}
+
+
+def prepare_synthetic_data(cells: Sequence[Cell],
+                           overrides: Sequence[str]) -> None:
+  """Builds the synthetic data once, before cells run at the same time.
+
+  Each cell builds missing synthetic data on first use; two cells starting
+  together would both write the same tfds directory.
+  """
+  for data_dir, configs in synthetic_builds(cells, overrides).items():
+    logging.info('Preparing synthetic_fas %s in %s before the parallel '
+                 'cells.', ','.join(configs), data_dir or 'the tfds default')
+    code = ('import sys; from fasjax.datasets import prepare_synthetic; '
+            'prepare_synthetic.prepare(sys.argv[1].split(","), '
+            'sys.argv[2] or None)')
+    subprocess.run([sys.executable, '-c', code, ','.join(configs),
+                    data_dir or ''], cwd=ROOT, env=study_exec.cell_env(),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def lock_study(workdir: str) -> contextlib.ExitStack:
+  """Holds WORKDIR/.lock while the returned stack lives (or the process)."""
+  stack = contextlib.ExitStack()
+  stack.enter_context(workdir_lock.hold(workdir))
+  return stack
+
+
+def make_executor(workdir: str) -> Any:
+  """The executor the flags ask for."""
+  return study_exec.make_executor(
+      _EXECUTOR.value, workdir, max_parallel=_MAX_PARALLEL.value,
+      devices_per_cell=_DEVICES_PER_CELL.value,
+      slurm_partition=_SLURM_PARTITION.value, slurm_time=_SLURM_TIME.value,
+      slurm_gpus_per_job=_SLURM_GPUS.value,
+      slurm_cpus_per_job=_SLURM_CPUS.value, slurm_mem=_SLURM_MEM.value,
+      slurm_array_parallelism=_SLURM_ARRAY_PARALLELISM.value,
+      slurm_additional=_SLURM_ADDITIONAL.value,
+      slurm_poll_s=_SLURM_POLL_S.value)
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -280,7 +369,26 @@ def main(argv: Sequence[str]) -> None:
                      _SYNTHETIC.value, _CONFIG_ARGS.value)
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
-  run_study(cells, workdir, _OVERRIDES.value)
+  if not _AGGREGATE_ONLY.value:
+    if _EXECUTOR.value == 'slurm' and study_exec.slurm_missing():
+      print(study_exec.slurm_missing(), file=sys.stderr)
+      sys.exit(2)
+    try:
+      executor = make_executor(workdir)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
+    try:
+      lock = lock_study(workdir)  # pylint: disable=unused-variable
+    except workdir_lock.WorkdirLockedError as e:
+      print(f'Refusing to start a second study in {workdir}: {e}',
+            file=sys.stderr)
+      sys.exit(2)
+    try:
+      run_study(cells, workdir, _OVERRIDES.value, executor)
+    except CellsFailedError as e:
+      logging.error('%s', e)
+      print(e, file=sys.stderr)
+      sys.exit(1)
   rows = aggregate(cells, workdir, _SYNTHETIC.value)
   command = ' '.join(['python -m fasjax.study'] + sys.argv[1:])
   write_outputs(rows, workdir, command)
