@@ -41,11 +41,11 @@ def check_writable(workdir: str) -> None:
       break
     path = parent
   if os.path.exists(path) and not os.path.isdir(path):
-    where = ('is a file' if path == os.path.abspath(workdir)
-             else f'is under the file {path}')
+    where = ('it is a file' if path == os.path.abspath(workdir)
+             else f'it is under the file {path}')
     raise WorkdirUnusableError(
-        f'--workdir={workdir} {where}, not a directory: choose a new or '
-        'existing directory.')
+        f'Cannot write to the workdir {workdir}: {where}, not a directory. '
+        'Choose a new or existing directory as --workdir.')
 
 
 def saved_steps(workdir: str) -> list[int]:

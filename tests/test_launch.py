@@ -162,7 +162,7 @@ def test_workdir_that_is_a_file(tmp_path):
   path = tmp_path / 'a_file'
   path.write_text('not a directory')
   proc, _ = _run_launch(f'--config={smoke_run.CONFIG}', f'--workdir={path}')
-  _assert_one_line_error(proc, 'is a file', 'choose a new or existing')
+  _assert_one_line_error(proc, 'it is a file', 'Choose a new or existing')
   assert path.read_text() == 'not a directory'
 
 
