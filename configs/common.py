@@ -8,10 +8,14 @@ Arguments:
   synthetic       use the built-in procedural benchmark `synthetic_fas`
                   (small images and widths, runs on a laptop CPU).
   smoke           tiny model, data and step count (for tests; seconds).
+  large           with `synthetic`: the `<domain>_large` configs of
+                  `synthetic_fas`, video counts of the real releases' order
+                  (for studies; the model and schedule stay `synthetic`'s).
   no_parsing      drop the face-parsing loss (the network is unchanged).
   no_asc          the meta learner sees f only, no attention skip.
   no_triplet      drop the one-side triplet loss (inner and outer).
-  no_meta         plain multi-task training on the pooled sources.
+  no_meta         no inner step: every source domain's losses summed, with
+                  the same networks and per-domain BatchNorm.
   normal_triplet  ordinary triplets (anchors of both classes).
   seed=N          the run's seed (parameters, data order, meta-test draws).
 
@@ -28,8 +32,10 @@ REAL_BUILDERS = {'o': 'oulu_npu', 'c': 'casia_fasd', 'i': 'replay_attack',
 # Which real releases have an official development split (docs/design.md §2).
 REAL_DEV_SPLITS = {'o': True, 'c': False, 'i': True, 'm': False}
 ABLATIONS = ('no_parsing', 'no_asc', 'no_triplet', 'no_meta', 'normal_triplet')
-FLAGS = ('synthetic', 'smoke') + ABLATIONS
+FLAGS = ('synthetic', 'smoke', 'large') + ABLATIONS
 VALUED = ('seed',)
+# The paper-size default; the synthetic and smoke sizes need no remat.
+REMAT_DEFAULT = 'domains'
 
 
 def parse_arg(arg: str | None) -> dict[str, object]:
@@ -50,6 +56,12 @@ def parse_arg(arg: str | None) -> dict[str, object]:
     else:
       raise ValueError(f'Unknown config argument {token!r}. '
                        f'Valid arguments: {valid}.')
+  if parsed['large'] and not parsed['synthetic']:
+    raise ValueError('Config argument `large` selects the large synthetic '
+                     'benchmark; use it with `synthetic`.')
+  if parsed['large'] and parsed['smoke']:
+    raise ValueError('Config arguments `large` and `smoke` exclude each '
+                     'other (smoke uses the miniature synthetic configs).')
   return parsed
 
 
@@ -67,7 +79,8 @@ def protocol_config(sources: str, target: str, arg: str | None
   c.data.target = target
   c.data.data_dir = ml_collections.FieldReference(None, field_type=str)
   if args['synthetic']:
-    c.data.builders = {d: f'synthetic_fas/{d}' for d in 'ocim'}
+    suffix = '_large' if args['large'] else ''
+    c.data.builders = {d: f'synthetic_fas/{d}{suffix}' for d in 'ocim'}
     c.data.dev_domains = list(sources)
   else:
     c.data.builders = dict(REAL_BUILDERS)
@@ -87,9 +100,16 @@ def protocol_config(sources: str, target: str, arg: str | None
   c.model.normalize_embedding = True
   c.model.use_asc = not args['no_asc']
   c.model.dtype = 'float32'  # 'bfloat16': bf16 compute, float32 parameters.
-  # 'matmul' computes 3x3 conv weight gradients as nine matmuls: faster on
-  # CPUs at width 1.0 (benchmarks/train_step.py); the math is the same.
-  c.model.conv_impl = 'xla'
+  # 'auto' picks per backend (fasjax/model_setup.py): native 'xla' convs on
+  # GPUs and TPUs; on CPUs 'matmul' (3x3 weight gradients as nine matmuls,
+  # the same math) at width >= 0.5, where it is faster.
+  c.model.conv_impl = 'auto'
+  # Rematerialisation of the multi-task net's forward pass (fasjax/meta.py):
+  # 'none', 'conv' (keep conv outputs, recompute BatchNorm/ReLU), 'blocks'
+  # (keep stage boundaries only) or 'domains' (domains one after another,
+  # recomputed one at a time). REMAT_DEFAULT fits the paper-size step on one
+  # 24 GB accelerator (README, "Running on GPU and TPU").
+  c.model.remat = REMAT_DEFAULT
 
   c.loss = ml_collections.ConfigDict()
   c.loss.lambda_cls = 1.0
@@ -125,6 +145,7 @@ def protocol_config(sources: str, target: str, arg: str | None
 
   if args['synthetic']:
     # Sized so the README demo ends within 15 minutes on 2 CPU cores.
+    c.model.remat = 'none'
     c.model.image_size = 64
     c.model.width = 0.125
     c.data.per_class_batch = 5
@@ -134,6 +155,7 @@ def protocol_config(sources: str, target: str, arg: str | None
     c.eval_every = 200
     c.checkpoint_every = 200
   if args['smoke']:
+    c.model.remat = 'none'
     c.model.image_size = 32
     c.model.width = 0.125
     c.data.per_class_batch = 2

@@ -1,5 +1,7 @@
 """Config validation before anything is compiled: each error names its field."""
 
+import math
+
 import jax
 import ml_collections
 import tensorflow_datasets as tfds
@@ -22,8 +24,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   # F pools 3 times and M twice more: 32 divides every valid input size.
   _require(isinstance(size, int) and size >= 32 and size % 32 == 0,
            'model.image_size', f'must be a multiple of 32 (>= 32), got {size}')
-  _require(config.model.conv_impl in layers.CONV_IMPLS, 'model.conv_impl',
-           f'must be one of {layers.CONV_IMPLS}, got {config.model.conv_impl!r}')
+  _require(config.model.conv_impl in layers.CONV_IMPLS_AND_AUTO,
+           'model.conv_impl', f'must be one of {layers.CONV_IMPLS_AND_AUTO}, '
+           f'got {config.model.conv_impl!r}')
+  remat = config.model.get('remat', 'none')
+  _require(remat in layers.REMAT_POLICIES, 'model.remat',
+           f'must be one of {layers.REMAT_POLICIES}, got {remat!r}; e.g. '
+           "--config.model.remat=conv")
   _require(config.model.dtype in ('float32', 'bfloat16', 'float64'),
            'model.dtype', f'must be float32, bfloat16 or float64, got '
            f'{config.model.dtype!r}')
@@ -63,18 +70,14 @@ def _check_devices(config: ml_collections.ConfigDict) -> None:
   per_domain = 2 * config.data.per_class_batch
   _require(per_domain % devices == 0, 'data.per_class_batch',
            f'each domain batch ({per_domain} = 2 x per_class_batch) must '
-           f'divide evenly over the {devices} devices')
+           f'divide evenly over the {devices} devices; set '
+           '--config.data.per_class_batch to a multiple of '
+           f'{devices // math.gcd(devices, 2)} or limit the devices JAX sees '
+           '(e.g. CUDA_VISIBLE_DEVICES)')
   # Each process reads per_class_batch / processes images of each class.
   _require(config.data.per_class_batch % processes == 0,
            'data.per_class_batch', f'must be a multiple of the {processes} '
            f'processes, got {config.data.per_class_batch}')
-  # XLA's SPMD partitioner (jax 0.10.2) aborts compiling the sharded meta
-  # step with 'xla' convs (a Check failure in convolution_handler.cc, which
-  # kills the process); the matmul weight gradients partition cleanly.
-  _require(devices == 1 or config.model.conv_impl == 'matmul',
-           'model.conv_impl', f"must be 'matmul' on {devices} devices (XLA "
-           "cannot partition the 'xla' conv gradients of the meta step); "
-           'set --config.model.conv_impl=matmul')
 
 
 def _check_builders(config: ml_collections.ConfigDict,

@@ -20,10 +20,37 @@ The outer gradient differentiates through the inner update (second order);
 BatchNorm statistics are per domain: the networks are vmapped over the domain
 axis, so every domain's batch is normalised by its own statistics (as the
 reference, which runs one forward per domain). The running averages kept for
-evaluation are the mean of the D per-domain updates.
+evaluation are the mean of the per-domain updates: of all D domains for the
+multi-task net, which sees every domain; of the D-1 meta-train domains for
+the meta learner, whose train-mode forward on the meta-test domain runs under
+the adapted parameters and is not kept (the reference likewise keeps the
+statistics its meta-train forwards leave in the module).
 
-`use_meta=False` is the paper's "w/o meta" ablation: the same losses on every
-domain with the shared meta learner, no inner step.
+`use_meta=False` is the paper's "w/o meta" ablation: the same networks and
+per-domain BatchNorm, every domain's losses summed with the shared meta
+learner, no inner step and no meta-test split (the running statistics of the
+meta learner then average all D domains).
+
+Data parallelism (`hp.data_axis`, set by `fasjax.sharding` inside
+`jax.shard_map`): each device holds B/n images of every domain. BatchNorm
+averages its batch moments over the axis, every loss that is a mean over the
+batch is averaged over the axis (equal shares, so the value is the global
+mean), and the triplet loss, which compares samples, runs on the embeddings
+gathered from all devices. Every loss is then the same number on every device
+and JAX's shard_map differentiation sums each device's share of the gradient:
+the step computes what the one-device step computes.
+
+Rematerialisation (`hp.remat`, a name of `layers.REMAT_POLICIES`): the
+multi-task net's forward pass, the step's memory, is wrapped in
+`jax.checkpoint` with that policy. 'none' keeps every activation for the
+backward pass; 'conv' keeps only conv outputs and stage boundaries, and
+recomputes BatchNorm, ReLU, pooling and up-sampling (cheap elementwise work);
+'blocks' keeps only stage boundaries and recomputes whole blocks, convs
+included; 'domains' runs the D domains' forward passes one after another
+(`lax.map`) and keeps nothing across them, so the backward pass recomputes
+one domain's forward at a time (keeping its conv outputs, as 'conv') and only
+one domain's activations are alive at once. Values are unchanged; only
+memory and FLOPs move.
 """
 
 import dataclasses
@@ -37,6 +64,7 @@ import optax
 
 from fasjax import losses
 from fasjax import models
+from fasjax.models import layers
 
 PyTree = Any
 
@@ -58,6 +86,12 @@ class MetaHParams:
   margin_all: float = 0.1
   margin_hard: float = 0.5
   hard_mining_step: int = 2000
+  remat: str = 'none'
+  # The shard_map mesh axis the batch is split over (None: one device).
+  data_axis: str | None = None
+  # remat='domains' unrolled: the same arithmetic, for FLOP counts only (XLA's
+  # cost analysis counts a loop body once); it keeps more memory alive.
+  unroll_domains: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +116,18 @@ def _mean_over_leading_axis(tree: PyTree) -> PyTree:
   return jax.tree.map(lambda x: jnp.mean(x, axis=0), tree)
 
 
+def global_mean(nets: Networks, local_mean: jnp.ndarray) -> jnp.ndarray:
+  """The batch mean from each device's mean of its equal share."""
+  axis = nets.hp.data_axis
+  return local_mean if axis is None else jax.lax.pmean(local_mean, axis)
+
+
+def gather_batch(nets: Networks, x_B: jnp.ndarray) -> jnp.ndarray:
+  """The whole batch from each device's share, in the global order."""
+  axis = nets.hp.data_axis
+  return x_B if axis is None else jax.lax.all_gather(x_B, axis, tiled=True)
+
+
 def apply_net_per_domain(nets: Networks, params: PyTree, batch_stats: PyTree,
                          images_DxBxSxSx6: jnp.ndarray
                          ) -> tuple[dict[str, jnp.ndarray], PyTree]:
@@ -91,7 +137,19 @@ def apply_net_per_domain(nets: Networks, params: PyTree, batch_stats: PyTree,
         {'params': params, 'batch_stats': batch_stats}, images, train=True,
         mutable=['batch_stats'])
     return out, updates['batch_stats']
-  out, stats_D = jax.vmap(one_domain)(images_DxBxSxSx6)
+  policy = layers.remat_policy(nets.hp.remat)
+  if policy is not None:
+    one_domain = jax.checkpoint(one_domain, policy=policy)
+  if layers.remat_domains_in_turn(nets.hp.remat):
+    # The backward pass of a loop runs its iterations in reverse, one at a
+    # time; saving nothing across iterations means only one domain's
+    # activations are alive at once.
+    body = jax.checkpoint(one_domain)
+    _, (out, stats_D) = jax.lax.scan(lambda carry, x: (carry, body(x)), None,
+                                     images_DxBxSxSx6,
+                                     unroll=nets.hp.unroll_domains)
+  else:
+    out, stats_D = jax.vmap(one_domain)(images_DxBxSxSx6)
   return out, _mean_over_leading_axis(stats_D)
 
 
@@ -101,12 +159,17 @@ def triplet_loss(nets: Networks, embeddings_BxE: jnp.ndarray,
   hp = nets.hp
   loss_fn = (losses.one_side_triplet_loss if hp.one_side_triplet
              else losses.normal_triplet_loss)
+  # Triplets compare samples: every device needs the whole batch.
+  embeddings_BxE = gather_batch(nets, embeddings_BxE)
+  labels_B = gather_batch(nets, labels_B)
   domains = jnp.zeros_like(labels_B)
   batch_all = loss_fn(embeddings_BxE, labels_B, domains, margin=hp.margin_all,
                       mining='all')
   batch_hard = loss_fn(embeddings_BxE, labels_B, domains,
                        margin=hp.margin_hard, mining='hard')
-  return jnp.where(step < hp.hard_mining_step, batch_all, batch_hard)
+  # pmean of equal values: marks the loss as the same on every device.
+  return global_mean(nets, jnp.where(step < hp.hard_mining_step, batch_all,
+                                     batch_hard))
 
 
 def classifier_losses(nets: Networks, meta_params: PyTree, meta_stats: PyTree,
@@ -117,17 +180,18 @@ def classifier_losses(nets: Networks, meta_params: PyTree, meta_stats: PyTree,
   (embeddings, logits), updates = nets.meta.apply(
       {'params': meta_params, 'batch_stats': meta_stats}, x_BxhxwxC,
       train=True, mutable=['batch_stats'])
-  cls = losses.sigmoid_bce(logits, labels_B)
+  cls = global_mean(nets, losses.sigmoid_bce(logits, labels_B))
   trip = triplet_loss(nets, embeddings, labels_B, step)
   return cls, trip, updates['batch_stats']
 
 
-def _branch_losses(net_out, batch):
+def _branch_losses(nets, net_out, batch):
   """Per-domain depth and parsing losses, [D] each."""
-  depth_D = jax.vmap(losses.depth_mse)(net_out['depth'], batch['depth'])
+  depth_D = global_mean(nets, jax.vmap(losses.depth_mse)(net_out['depth'],
+                                                         batch['depth']))
   if 'parsing' in net_out:
-    seg_D = jax.vmap(losses.parsing_cross_entropy)(net_out['parsing'],
-                                                   batch['parsing'])
+    seg_D = global_mean(nets, jax.vmap(losses.parsing_cross_entropy)(
+        net_out['parsing'], batch['parsing']))
   else:
     seg_D = jnp.zeros_like(depth_D)
   return depth_D, seg_D
@@ -140,7 +204,7 @@ def objective(params: PyTree, batch_stats: PyTree, batch: dict[str, jnp.ndarray]
   hp = nets.hp
   net_out, net_stats = apply_net_per_domain(nets, params['net'],
                                             batch_stats['net'], batch['image'])
-  depth_D, seg_D = _branch_losses(net_out, batch)
+  depth_D, seg_D = _branch_losses(nets, net_out, batch)
   x_D, y_D = net_out['meta_input'], jnp.asarray(batch['label'])
   theta, meta_stats = params['meta'], batch_stats['meta']
   per_domain = jax.vmap(classifier_losses,

@@ -48,15 +48,14 @@ def build_networks(config: ml_collections.ConfigDict,
   dtype = jnp.dtype(config.model.dtype)
   conv_impl, _ = resolve_conv_impl(config.model.conv_impl, config.model.width,
                                    backend)
-  remat = config.model.get('remat', 'none')
   use_decoder = config.loss.lambda_seg > 0 or config.model.use_asc
   net = models.MultiTaskNet(width=config.model.width, use_decoder=use_decoder,
                             use_asc=config.model.use_asc, dtype=dtype,
-                            conv_impl=conv_impl, remat=remat)
+                            conv_impl=conv_impl)
   meta_learner = models.MetaLearner(
       width=config.model.width,
       normalize_embedding=config.model.normalize_embedding, dtype=dtype,
-      conv_impl=conv_impl, remat=remat)
+      conv_impl=conv_impl)
   hp = meta.MetaHParams(
       lambda_cls=config.loss.lambda_cls, lambda_dep=config.loss.lambda_dep,
       lambda_seg=config.loss.lambda_seg, lambda_trip=config.loss.lambda_trip,
@@ -67,7 +66,9 @@ def build_networks(config: ml_collections.ConfigDict,
       first_order=config.meta.first_order, use_meta=config.meta.enabled,
       one_side_triplet=config.loss.one_side_triplet,
       margin_all=config.loss.margin_all, margin_hard=config.loss.margin_hard,
-      hard_mining_step=config.hard_mining_step)
+      hard_mining_step=config.hard_mining_step,
+      # Runs recorded before the field existed trained without remat.
+      remat=config.model.get('remat', 'none'))
   return meta.Networks(net=net, meta=meta_learner, hp=hp)
 
 
@@ -111,5 +112,3 @@ def build(config: ml_collections.ConfigDict
   nets, tx = build_networks(config), build_optimizer(config)
   return nets, tx, initial_state(config, nets, tx)
 
-
-REMAT_POLICIES = layers.REMAT_POLICIES

@@ -6,12 +6,15 @@ Parameters, batch statistics and optimizer state are replicated; batches are
 split along their per-domain batch axis:
 
 - train batches are [D, B, ...]: the *B* axis is sharded, the domain axis is
-  not. The step is written globally (`meta.train_step` vmaps over D and
-  reduces over B), so XLA's partitioner turns every BatchNorm mean and
-  variance over B into a cross-device reduction: each domain is still
-  normalised by its statistics over the whole global batch, exactly as on one
-  device. Sharding D instead would also be correct but caps the device count
-  at the number of source domains (3).
+  not. The step runs under `jax.shard_map` (`jit_train_step`): each device
+  computes its B/n images of every domain, and the step's own collectives
+  (BatchNorm moments averaged over the axis, loss means averaged, triplet
+  embeddings gathered; see `fasjax.meta`) make each domain normalised by its
+  statistics over the whole global batch and every gradient the global one,
+  exactly as on one device. Nothing depends on XLA's SPMD partitioner, which
+  in jax 0.10 aborted on the 'xla' convolution gradients of this step, so
+  both conv paths run on any number of devices. Sharding D instead would
+  cap the device count at the number of source domains (3).
 - eval batches are [B, ...]: B is sharded (eval-mode BatchNorm uses running
   averages, so there is nothing to reduce). Every process reads the whole
   eval set; `make_predict_fn` hands each process its rows and gathers P(live).
@@ -24,6 +27,7 @@ array without moving data. On one device all of this computes what the plain
 `jax.jit` step computes, bit for bit.
 """
 
+import dataclasses
 import functools
 import os
 from typing import Any, Callable
@@ -145,13 +149,29 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
   return jax.device_put(tree, replicated(mesh))
 
 
+def for_data_axis(nets: meta.Networks) -> meta.Networks:
+  """`nets` as run inside the shard_map: BatchNorm and losses reduce over 'data'."""
+  return meta.Networks(
+      net=nets.net.clone(bn_axis_name=DATA_AXIS),
+      meta=nets.meta.clone(bn_axis_name=DATA_AXIS),
+      hp=dataclasses.replace(nets.hp, data_axis=DATA_AXIS))
+
+
 def jit_train_step(nets: meta.Networks, tx: optax.GradientTransformation,
                    mesh: Mesh, donate: bool = True
                    ) -> Callable[..., tuple[meta.TrainState, PyTree]]:
-  """`meta.train_step` jitted for a replicated state and a B-sharded batch."""
+  """`meta.train_step` under `jax.shard_map`, for a replicated state and a B-sharded batch.
+
+  Each device runs the step on its B/n images of every domain; the step's
+  collectives (`meta.global_mean`, `meta.gather_batch`, BatchNorm's
+  `axis_name`) make every loss, gradient and batch statistic the global one,
+  so the state stays replicated without XLA partitioning anything.
+  """
   rep = replicated(mesh)
-  return jax.jit(functools.partial(meta.train_step, nets=nets, tx=tx),
-                 in_shardings=(rep, train_batch_sharding(mesh)),
+  step = jax.shard_map(
+      functools.partial(meta.train_step, nets=for_data_axis(nets), tx=tx),
+      mesh=mesh, in_specs=(P(), P(None, DATA_AXIS)), out_specs=(P(), P()))
+  return jax.jit(step, in_shardings=(rep, train_batch_sharding(mesh)),
                  out_shardings=(rep, rep),
                  donate_argnums=(0,) if donate else ())
 

@@ -49,6 +49,55 @@ class NonFiniteLossError(RuntimeError):
   """Raised when the training loss stops being finite."""
 
 
+class DeviceOutOfMemoryError(RuntimeError):
+  """Raised when the train step does not fit the device's memory."""
+
+
+# jax >= 0.4.36 names XLA's runtime error JaxRuntimeError.
+_RUNTIME_ERRORS = tuple(getattr(jax.errors, name) for name in
+                        ('JaxRuntimeError', 'XlaRuntimeError')
+                        if hasattr(jax.errors, name)) or (RuntimeError,)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+  """Whether an XLA runtime error is a failed device allocation."""
+  text = str(error)
+  return isinstance(error, _RUNTIME_ERRORS) and (
+      'RESOURCE_EXHAUSTED' in text or 'Out of memory' in text)
+
+
+def out_of_memory_message(peak_bytes: float | None, remat: str,
+                          devices: int) -> str:
+  """What to do when the step does not fit (README, Running on GPU and TPU)."""
+  peak = ('unknown' if peak_bytes is None
+          else f'{peak_bytes / 1e9:.1f} GB per device')
+  return (f'The train step ran out of device memory (XLA\'s estimate of its '
+          f'peak: {peak}; model.remat={remat!r}, {devices} device(s)). '
+          'Options: a policy that keeps less, --config.model.remat=conv or '
+          '--config.model.remat=blocks; more devices (the batch is split '
+          'over all visible devices); bfloat16 compute, '
+          '--config.model.dtype=bfloat16; or a smaller '
+          '--config.data.per_class_batch. README, "Running on GPU and TPU", '
+          'lists the memory of each policy.')
+
+
+def compile_train_step(train_step: Any, state: meta.TrainState,
+                       batch: Any) -> tuple[Any, float | None]:
+  """The compiled step and XLA's estimate of its peak bytes per device."""
+  logging.info('Compiling the train step...')
+  t0 = time.time()
+  compiled = train_step.lower(state, batch).compile()
+  peak = None
+  memory = compiled.memory_analysis()
+  if memory is not None:
+    peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+            + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+  logging.info('Compiled the train step in %.1f s; XLA\'s estimate of its '
+               'peak memory: %s per device.', time.time() - t0,
+               'unknown' if peak is None else f'{peak / 1e9:.2f} GB')
+  return compiled, peak
+
+
 def _first_non_finite(steps: list[int], losses: list[Any]) -> int | None:
   for step, loss in zip(steps, losses):
     if not math.isfinite(float(loss)):
@@ -95,6 +144,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
     provenance.record(workdir, config)
   mesh = _mesh()
   nets, tx, state = build(config)
+  conv_impl, why = model_setup.resolve_conv_impl(config.model.conv_impl,
+                                                 config.model.width)
+  logging.info('Convolutions: %s (%s); rematerialisation: %s.', conv_impl,
+               why, config.model.get('remat', 'none'))
   # Replicated before the restore too: orbax restores into the template's
   # sharding, which must span every process's devices.
   state = sharding.replicate(state, mesh)
@@ -140,7 +193,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
   for step in range(start + 1, config.num_steps + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       batch = sharding.global_train_batch(next(train_iter), mesh)
-      state, step_metrics = train_step(state, batch)
+      if step == start + 1:
+        train_step, peak = compile_train_step(train_step, state, batch)
+        try:
+          state, step_metrics = train_step(state, batch)
+        except _RUNTIME_ERRORS as e:
+          if not is_out_of_memory(e):
+            raise
+          raise DeviceOutOfMemoryError(out_of_memory_message(
+              peak, config.model.get('remat', 'none'),
+              mesh.devices.size)) from e
+      else:
+        state, step_metrics = train_step(state, batch)
     pending_steps.append(step)
     pending_metrics.append(step_metrics)
     report(step)

@@ -8,6 +8,7 @@ from configs import common
 from fasjax import config_checks
 from fasjax import data
 from fasjax import input_pipeline
+from fasjax import model_setup
 
 PROTOCOLS = ('ocm_to_i', 'oci_to_m', 'omi_to_c', 'icm_to_o', 'mi_to_c',
              'mi_to_o')
@@ -103,27 +104,51 @@ def test_unknown_dataset_names_the_field(builder, match):
 
 def test_batch_must_divide_over_devices(monkeypatch):
   c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
-  c.model.conv_impl = 'matmul'  # Several devices need it (next test).
   c.data.per_class_batch = 3  # 6 images per domain
   monkeypatch.setattr(config_checks.jax, 'device_count', lambda: 4)
   with pytest.raises(config_checks.ConfigError,
-                     match='config.data.per_class_batch: .* 4 devices'):
+                     match='config.data.per_class_batch: .* 4 devices; set '
+                     '--config.data.per_class_batch to a multiple of 2'):
     config_checks.validate(c)
   c.data.per_class_batch = 2  # 4 images per domain
   config_checks.validate(c)
 
 
-def test_several_devices_need_the_matmul_conv(monkeypatch):
+@pytest.mark.parametrize('conv_impl', ['auto', 'xla', 'matmul'])
+def test_every_conv_path_runs_on_several_devices(monkeypatch, conv_impl):
+  # The shard_map step needs no partitioning of conv gradients.
   c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
-  assert c.model.conv_impl == 'xla'
-  config_checks.validate(c)  # One device: 'xla' is fine.
+  c.model.conv_impl = conv_impl
   monkeypatch.setattr(config_checks.jax, 'device_count', lambda: 4)
-  with pytest.raises(config_checks.ConfigError,
-                     match=r'config.model.conv_impl: .* 4 devices.*'
-                     r'--config.model.conv_impl=matmul'):
-    config_checks.validate(c)
-  c.model.conv_impl = 'matmul'
   config_checks.validate(c)
+
+
+def test_unknown_remat_policy_names_the_field_and_choices():
+  c = common.protocol_config('ocm', 'i', 'synthetic,smoke')
+  c.model.remat = 'everything'
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"config.model.remat: must be one of \('none', "
+                     r"'conv', 'blocks'\), got 'everything'"):
+    config_checks.validate(c)
+
+
+def test_paper_config_defaults_to_remat_and_auto_convs():
+  paper = common.protocol_config('ocm', 'i', None)
+  assert (paper.model.remat, paper.model.conv_impl) == ('domains', 'auto')
+  synthetic = common.protocol_config('ocm', 'i', 'synthetic')
+  assert synthetic.model.remat == 'none'
+
+
+@pytest.mark.parametrize('backend,width,expected', [
+    ('gpu', 1.0, 'xla'), ('tpu', 1.0, 'xla'), ('cpu', 1.0, 'matmul'),
+    ('cpu', 0.5, 'matmul'), ('cpu', 0.125, 'xla')])
+def test_auto_conv_impl_per_backend(backend, width, expected):
+  impl, why = model_setup.resolve_conv_impl('auto', width, backend)
+  assert impl == expected
+  assert why.startswith('auto: ')
+  assert (f'on {backend}' if backend != 'cpu' else 'on CPUs') in why
+  assert model_setup.resolve_conv_impl('matmul', width, backend) == (
+      'matmul', 'set in the config')
 
 
 def test_class_batch_must_divide_over_processes(monkeypatch):

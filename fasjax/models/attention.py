@@ -53,6 +53,7 @@ class AttentionSkip(nn.Module):
   width: float = 1.0
   dtype: layers.Dtype = jnp.float32
   conv_impl: str = 'xla'
+  bn_axis_name: str | None = None  # See layers.ConvBNReLU.
 
   @nn.compact
   def __call__(self, decoder_BxSxSxC: jnp.ndarray, f_BxhxwxC: jnp.ndarray,
@@ -60,6 +61,7 @@ class AttentionSkip(nn.Module):
     """Returns the meta learner's input [B, h, w, C_f + C_asc]."""
     x = layers.ConvBNReLU(layers.scaled(ASC_CHANNELS, self.width),
                           dtype=self.dtype, conv_impl=self.conv_impl,
+                          bn_axis_name=self.bn_axis_name,
                           name='conv')(decoder_BxSxSxC, train)
     x = ECA(dtype=self.dtype, name='eca')(x)
     x = layers.avg_pool_to(x, f_BxhxwxC.shape[1])

@@ -22,6 +22,7 @@ class FeatureExtractor(nn.Module):
   width: float = 1.0
   dtype: layers.Dtype = jnp.float32
   conv_impl: str = 'xla'
+  bn_axis_name: str | None = None  # See layers.ConvBNReLU.
 
   @nn.compact
   def __call__(self, images_BxSxSx6: jnp.ndarray,
@@ -29,15 +30,17 @@ class FeatureExtractor(nn.Module):
     """Returns the encoder maps `x1` (full res), `x2`, `x3`, `x4` and `catfeat`."""
     x1 = layers.ConvBNReLU(layers.scaled(INC_CHANNELS, self.width),
                            dtype=self.dtype, conv_impl=self.conv_impl,
+                           bn_axis_name=self.bn_axis_name,
                            name='inc')(images_BxSxSx6, train)
-    maps = {'x1': x1}
+    maps = {'x1': layers.block_out(x1)}
     x = x1
     for block in range(3):
       for i, channels in enumerate(BLOCK_CHANNELS):
         x = layers.ConvBNReLU(layers.scaled(channels, self.width),
                               dtype=self.dtype, conv_impl=self.conv_impl,
+                              bn_axis_name=self.bn_axis_name,
                               name=f'down{block + 1}_conv{i + 1}')(x, train)
-      x = layers.max_pool2(x)
+      x = layers.block_out(layers.max_pool2(x))
       maps[f'x{block + 2}'] = x
     size = maps['x4'].shape[1]
     maps['catfeat'] = jnp.concatenate(
@@ -51,6 +54,7 @@ class DepthEstimator(nn.Module):
   width: float = 1.0
   dtype: layers.Dtype = jnp.float32
   conv_impl: str = 'xla'
+  bn_axis_name: str | None = None  # See layers.ConvBNReLU.
 
   @nn.compact
   def __call__(self, catfeat_BxhxwxC: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -60,6 +64,7 @@ class DepthEstimator(nn.Module):
       # The last layer keeps a single channel whatever the width.
       out = channels if channels == 1 else layers.scaled(channels, self.width)
       x = layers.ConvBNReLU(out, dtype=self.dtype, conv_impl=self.conv_impl,
+                            bn_axis_name=self.bn_axis_name,
                             name=f'conv{i + 1}')(x, train)
     # squeeze, not x[..., 0]: an index is a gather, which TFLite cannot
     # convert under a symbolic batch size (fasjax.export).

@@ -66,10 +66,41 @@ def _transposed_kernel(kernel_3x3xCxO: jnp.ndarray) -> jnp.ndarray:
   return jnp.flip(kernel_3x3xCxO, axis=(0, 1)).swapaxes(2, 3)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _varying_like(kernel: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+  """`kernel` typed as varying over every shard_map axis `x` varies over.
+
+  Inside `jax.shard_map` a replicated kernel applied to per-device images
+  has a per-device weight gradient; a custom_vjp's backward rule must return
+  a cotangent of its input's type, so the kernel enters the rule already
+  varying and JAX sums the per-device gradients where it was made so.
+  """
+  missing = tuple(sorted(_varying_axes(x) - _varying_axes(kernel)))
+  if not missing:
+    return kernel
+  if hasattr(lax, 'pcast'):
+    return lax.pcast(kernel, missing, to='varying')
+  return lax.pvary(kernel, missing)  # jax < 0.9
+
+
+def _varying_axes(x: jnp.ndarray) -> frozenset[str]:
+  """The shard_map axes `x` varies over (jax 0.10+ and the older `vma`)."""
+  aval = jax.typeof(x)
+  manual = getattr(aval, 'manual_axis_type', None)
+  if manual is not None:
+    return frozenset(manual.varying)
+  return frozenset(getattr(aval, 'vma', ()))
+
+
 def conv3x3(x_NxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray,
             precision: lax.Precision | None = None) -> jnp.ndarray:
   """3x3 SAME stride-1 conv (NHWC, HWIO) whose weight gradient is matmuls."""
+  return _conv3x3(x_NxHxWxC, _varying_like(kernel_3x3xCxO, x_NxHxWxC),
+                  precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv3x3(x_NxHxWxC: jnp.ndarray, kernel_3x3xCxO: jnp.ndarray,
+             precision: lax.Precision | None = None) -> jnp.ndarray:
   return _xla_conv(x_NxHxWxC, kernel_3x3xCxO, precision)
 
 
@@ -87,7 +118,7 @@ def _conv3x3_bwd(precision, residuals, g):
   return dx, dkernel
 
 
-conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+_conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
 class Conv3x3(nn.Module):

@@ -11,6 +11,13 @@ code's `xavier_normal_`); BatchNorm starts at scale 1, bias 0 (the reference's
 `flax.linen.Conv`) or 'matmul' (`fast_conv.Conv3x3`: the same values and
 parameters, with the weight gradient as matmuls, several times faster on
 CPUs; see `fast_conv`).
+
+Rematerialisation: every conv output is tagged `CONV_OUT` and every stage
+boundary (encoder block outputs, decoder stages, heads) `BLOCK_OUT` with
+`jax.ad_checkpoint.checkpoint_name`. The tags cost nothing by themselves;
+`remat_policy(name)` turns a policy name of `REMAT_POLICIES` into the
+`jax.checkpoint` policy that `fasjax.meta` wraps around the network's
+forward pass (see there for what each saves).
 """
 
 from typing import Any
@@ -18,6 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 from jax import lax
+from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 
 from fasjax.models import fast_conv
@@ -29,6 +37,40 @@ Dtype = Any
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 CONV_IMPLS = ('xla', 'matmul')
+CONV_IMPLS_AND_AUTO = ('auto',) + CONV_IMPLS
+CONV_OUT = 'conv_out'
+BLOCK_OUT = 'block_out'
+# Policy name -> (what the backward pass may read from the forward pass,
+# None: everything; whether the domains' forward passes run one after another
+# and are recomputed one domain at a time). See fasjax/meta.py.
+_POLICIES = {
+    'none': (None, False),
+    'conv': ((CONV_OUT, BLOCK_OUT), False),
+    'blocks': ((BLOCK_OUT,), False),
+    'domains': ((CONV_OUT, BLOCK_OUT), True),
+}
+REMAT_POLICIES = tuple(_POLICIES)
+
+
+def remat_policy(name: str):
+  """The `jax.checkpoint` policy of a `REMAT_POLICIES` name (None: no remat)."""
+  if name not in _POLICIES:
+    raise ValueError(f'remat policy must be one of {REMAT_POLICIES}, got '
+                     f'{name!r}')
+  names = _POLICIES[name][0]
+  if names is None:
+    return None
+  return jax.checkpoint_policies.save_only_these_names(*names)
+
+
+def remat_domains_in_turn(name: str) -> bool:
+  """Whether policy `name` recomputes the domains' forward passes one by one."""
+  return _POLICIES[name][1]
+
+
+def block_out(x: jnp.ndarray) -> jnp.ndarray:
+  """Tags a stage boundary (kept by every remat policy)."""
+  return checkpoint_name(x, BLOCK_OUT)
 
 
 def scaled(channels: int, width: float) -> int:
@@ -42,6 +84,9 @@ class ConvBNReLU(nn.Module):
   kernel_size: int = 3
   dtype: Dtype = jnp.float32
   conv_impl: str = 'xla'
+  # Set inside `jax.shard_map`: batch statistics are averaged over this mesh
+  # axis, so every device normalises by the statistics of the global batch.
+  bn_axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x_BxHxWxC: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -58,8 +103,10 @@ class ConvBNReLU(nn.Module):
       x = nn.Conv(self.features, (self.kernel_size, self.kernel_size),
                   padding='SAME', use_bias=False, dtype=self.dtype,
                   kernel_init=nn.initializers.glorot_normal())(x_BxHxWxC)
+    x = checkpoint_name(x, CONV_OUT)
     x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
-                     epsilon=BN_EPSILON, dtype=self.dtype)(x)
+                     epsilon=BN_EPSILON, dtype=self.dtype,
+                     axis_name=self.bn_axis_name)(x)
     return nn.relu(x)
 
 

@@ -19,6 +19,7 @@ class MetaLearner(nn.Module):
   normalize_embedding: bool = True
   dtype: layers.Dtype = jnp.float32
   conv_impl: str = 'xla'
+  bn_axis_name: str | None = None  # See layers.ConvBNReLU.
 
   @nn.compact
   def __call__(self, x_BxhxwxC: jnp.ndarray,
@@ -28,6 +29,7 @@ class MetaLearner(nn.Module):
     for i, channels in enumerate(CHANNELS):
       x = layers.ConvBNReLU(layers.scaled(channels, self.width),
                             dtype=self.dtype, conv_impl=self.conv_impl,
+                            bn_axis_name=self.bn_axis_name,
                             name=f'conv{i + 1}')(x, train)
       if i < 2:
         x = layers.max_pool2(x)

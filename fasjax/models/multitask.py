@@ -24,32 +24,33 @@ class MultiTaskNet(nn.Module):
     use_asc: feed the ASC output to the meta learner beside f.
     conv_impl: 'xla' (plain convs) or 'matmul' (3x3 weight gradients as nine
       matmuls, faster on CPUs; see fast_conv.py). Same math, same parameters.
+    bn_axis_name: inside `jax.shard_map`, the mesh axis over which BatchNorm
+      averages its batch statistics (None elsewhere).
   """
   width: float = 1.0
   use_decoder: bool = True
   use_asc: bool = True
   dtype: layers.Dtype = jnp.float32
   conv_impl: str = 'xla'
+  bn_axis_name: str | None = None
 
   @nn.compact
   def __call__(self, images_BxSxSx6: jnp.ndarray,
                train: bool) -> dict[str, jnp.ndarray]:
     """Returns `depth` [B,h,w], `parsing` [B,S,S,13] (if any), `meta_input`."""
-    maps = backbone.FeatureExtractor(self.width, self.dtype, self.conv_impl,
-                                     name='encoder')(
+    common = dict(width=self.width, dtype=self.dtype, conv_impl=self.conv_impl,
+                  bn_axis_name=self.bn_axis_name)
+    maps = backbone.FeatureExtractor(**common, name='encoder')(
         images_BxSxSx6.astype(self.dtype), train)
-    out = {'depth': backbone.DepthEstimator(
-        self.width, self.dtype, self.conv_impl, name='depth')(maps['catfeat'],
-                                                               train)}
+    out = {'depth': layers.block_out(backbone.DepthEstimator(
+        **common, name='depth')(maps['catfeat'], train))}
     meta_input = maps['x4']
     if self.use_decoder:
-      logits, last_stage = parsing.ParsingDecoder(
-          self.width, self.dtype, self.conv_impl, name='decoder')(maps, train)
-      out['parsing'] = logits
+      logits, last_stage = parsing.ParsingDecoder(**common, name='decoder')(
+          maps, train)
+      out['parsing'] = layers.block_out(logits)
       if self.use_asc:
-        meta_input = attention.AttentionSkip(self.width, self.dtype,
-                                             self.conv_impl,
-                                             name='asc')(last_stage,
-                                                         maps['x4'], train)
-    out['meta_input'] = meta_input
+        meta_input = attention.AttentionSkip(**common, name='asc')(
+            last_stage, maps['x4'], train)
+    out['meta_input'] = layers.block_out(meta_input)
     return out

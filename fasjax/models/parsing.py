@@ -21,6 +21,7 @@ class ParsingDecoder(nn.Module):
   width: float = 1.0
   dtype: layers.Dtype = jnp.float32
   conv_impl: str = 'xla'
+  bn_axis_name: str | None = None  # See layers.ConvBNReLU.
 
   @nn.compact
   def __call__(self, maps: dict[str, jnp.ndarray],
@@ -34,6 +35,8 @@ class ParsingDecoder(nn.Module):
       for i in range(2):
         x = layers.ConvBNReLU(layers.scaled(channels, self.width),
                               dtype=self.dtype, conv_impl=self.conv_impl,
+                              bn_axis_name=self.bn_axis_name,
                               name=f'up{stage + 1}_conv{i + 1}')(x, train)
+      x = layers.block_out(x)
     logits = nn.Conv(NUM_CLASSES, (1, 1), dtype=self.dtype, name='classifier')(x)
     return logits, x
