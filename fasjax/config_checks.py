@@ -30,7 +30,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   remat = config.model.get('remat', 'none')
   _require(remat in layers.REMAT_POLICIES, 'model.remat',
            f'must be one of {layers.REMAT_POLICIES}, got {remat!r}; e.g. '
-           "--config.model.remat=conv")
+           "--config.model.remat=domains")
   _require(config.model.dtype in ('float32', 'bfloat16', 'float64'),
            'model.dtype', f'must be float32, bfloat16 or float64, got '
            f'{config.model.dtype!r}')

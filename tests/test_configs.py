@@ -128,7 +128,8 @@ def test_unknown_remat_policy_names_the_field_and_choices():
   c.model.remat = 'everything'
   with pytest.raises(config_checks.ConfigError,
                      match=r"config.model.remat: must be one of \('none', "
-                     r"'conv', 'blocks'\), got 'everything'"):
+                     r"'conv', 'blocks', 'domains'\), got 'everything'; "
+                     r"e.g. --config.model.remat=domains"):
     config_checks.validate(c)
 
 
