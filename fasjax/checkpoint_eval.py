@@ -3,6 +3,8 @@
 `restore(config, workdir, step=None)` restores a kept step, or the one the
 honest rule chose (lowest pooled source-dev EER, `evaluate.select`), reading
 the checkpoints' history once; `fasjax.report` and `fasjax.trained` use it.
+`evaluate_checkpoints(config, workdir)` re-evaluates every kept, evaluated
+checkpoint and writes eval_results.json (the numbers of results.json).
 `evaluate_step(config, workdir, step)` restores one kept checkpoint and
 recomputes its target (protocol and honest) and source-dev numbers, data-
 parallel over every visible device as training evaluates.
@@ -93,6 +95,28 @@ def restore(config: ml_collections.ConfigDict, workdir: str,
         f'No checkpoint of step {step} ({chosen}in {mngr.directory}); kept '
         f'steps: {kept}.')
   return Restored(nets, state, step, history, honest)
+
+
+def evaluate_checkpoints(config: ml_collections.ConfigDict,
+                         workdir: str) -> dict[str, Any]:
+  """Re-evaluates the kept, evaluated checkpoints; writes eval_results.json."""
+  mesh = train.data_mesh()
+  nets, template, mngr, latest_state, history = _restore_latest(
+      config, workdir, mesh)
+  latest = int(latest_state.step)
+  evaluated = {entry['step'] for entry in history}
+  steps = [s for s in sorted(mngr.all_steps()) if s in evaluated]
+  run_data = data.make(config, start_step=0)
+  predict_fn = sharding.make_predict_fn(nets, mesh)
+  fresh = []
+  for step in steps:
+    state = (latest_state if step == latest
+             else checkpoint.restore(mngr, template, step)[0])
+    fresh.append(evaluate.evaluate(predict_fn, state.params, state.batch_stats,
+                                   step, run_data.target, run_data.dev))
+  result = evaluate.results(fresh, config.data.target, latest)
+  train.write_record(workdir, 'eval_results.json', result)
+  return result
 
 
 def evaluate_step(config: ml_collections.ConfigDict, workdir: str, step: int,

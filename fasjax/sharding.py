@@ -1,6 +1,6 @@
 """Data-parallel train and eval steps over every visible device (jax.sharding).
 
-`train.train_and_evaluate` and `train.evaluate_checkpoints` run through these
+`train.train_and_evaluate` and `checkpoint_eval` run through these
 helpers: one 1-D mesh, axis 'data', over all devices of all processes.
 Parameters, batch statistics and optimizer state are replicated; batches are
 split along their per-domain batch axis:

@@ -3,13 +3,13 @@
 `train_and_evaluate(config, workdir)` trains with the jitted meta step,
 evaluates every `eval_every` steps (target + source dev), checkpoints, resumes
 from the latest checkpoint in WORKDIR/checkpoints, and writes
-WORKDIR/results.json. `evaluate_checkpoints(config, workdir)` restores the
-kept checkpoints and writes WORKDIR/eval_results.json with the same numbers.
+WORKDIR/results.json (`fasjax.checkpoint_eval.evaluate_checkpoints`
+recomputes them from the kept checkpoints).
 
-Both run data-parallel over every visible device (`fasjax.sharding`): the
-state is replicated, each train batch is split along its per-domain batch
-axis and each eval batch along its rows. On one device the numbers are those
-of the plain jitted steps, bit for bit. In multi-process runs process 0 holds
+Training runs data-parallel over every visible device (`fasjax.sharding`):
+the state is replicated, each train batch is split along its per-domain batch
+axis (the step runs under `jax.shard_map`) and each eval batch along its
+rows. In multi-process runs process 0 holds
 the workdir lock and writes the run's records; all processes checkpoint
 (orbax coordinates them).
 """
@@ -131,7 +131,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     return _train_and_evaluate(config, workdir)
 
 
-def _mesh() -> jax.sharding.Mesh:
+def data_mesh() -> jax.sharding.Mesh:
+  """The mesh over every device, logged."""
   mesh = sharding.make_mesh()
   logging.info('Data-parallel over %d devices (%d processes).',
                mesh.devices.size, jax.process_count())
@@ -142,7 +143,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
                         workdir: str) -> dict[str, Any]:
   if is_lead():
     provenance.record(workdir, config)
-  mesh = _mesh()
+  mesh = data_mesh()
   nets, tx, state = build(config)
   conv_impl, why = model_setup.resolve_conv_impl(config.model.conv_impl,
                                                  config.model.width)
@@ -231,34 +232,4 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
   logging.info('Training took %.1f s.', time.time() - t0)
   result = evaluate.results(history, config.data.target, int(state.step))
   write_record(workdir, 'results.json', result)
-  return result
-
-
-def evaluate_checkpoints(config: ml_collections.ConfigDict,
-                         workdir: str) -> dict[str, Any]:
-  """Re-evaluates the kept, evaluated checkpoints; writes eval_results.json."""
-  config_checks.validate(config)
-  mesh = _mesh()
-  nets, _, template = build(config)
-  template = sharding.replicate(template, mesh)  # Restores are replicated.
-  mngr = checkpoint.manager(workdir)
-  restored = checkpoint.restore_latest(mngr, template)
-  if restored is None:
-    raise FileNotFoundError(
-        f'No checkpoint in {mngr.directory}: train first with --mode=train '
-        'and the same --workdir.')
-  latest_state, history = restored
-  latest = int(latest_state.step)
-  evaluated = {entry['step'] for entry in history}
-  steps = [s for s in sorted(mngr.all_steps()) if s in evaluated]
-  run_data = data.make(config, start_step=0)
-  predict_fn = sharding.make_predict_fn(nets, mesh)
-  fresh = []
-  for step in steps:
-    state = (latest_state if step == latest
-             else checkpoint.restore(mngr, template, step)[0])
-    fresh.append(evaluate.evaluate(predict_fn, state.params, state.batch_stats,
-                                   step, run_data.target, run_data.dev))
-  result = evaluate.results(fresh, config.data.target, latest)
-  write_record(workdir, 'eval_results.json', result)
   return result

@@ -23,6 +23,7 @@ import pytest
 import smoke_run
 
 from fasjax import checkpoint
+from fasjax import checkpoint_eval
 from fasjax import train
 from fasjax import workdir_lock
 
@@ -130,7 +131,8 @@ def damaged_copy(tmp_path, reference):
 def test_damaged_latest_checkpoint_eval_falls_back(damaged_copy, data_dir,
                                                    caplog):
   with caplog.at_level(logging.WARNING):
-    result = train.evaluate_checkpoints(smoke_run.config(data_dir), damaged_copy)
+    result = checkpoint_eval.evaluate_checkpoints(smoke_run.config(data_dir),
+                                                  damaged_copy)
   assert 'Checkpoint of step 6' in caplog.text and 'cannot be read' in caplog.text
   assert result['step'] == 3
 
