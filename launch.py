@@ -241,7 +241,7 @@ def run(config, workdir: str, mode: str) -> None:
     train.train_and_evaluate(config, workdir)
   elif mode == 'eval':
     if _STEP.value is None:
-      train.evaluate_checkpoints(config, workdir)
+      checkpoint_eval.evaluate_checkpoints(config, workdir)
     else:
       checkpoint_eval.evaluate_step(config, workdir, _STEP.value)
     if _LAST_K.value:
