@@ -57,8 +57,11 @@ def _load_or_prepare(name: str, builder_config: str | None,
     if name != 'synthetic_fas':
       raise
   from fasjax.datasets import prepare_synthetic  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   logging.info('Generating synthetic_fas/%s into %s (first use).',
-               builder_config, data_dir or 'the tfds default dir')
+               builder_config,
+               data_dir or f'{tfds.core.constants.DATA_DIR} (the tfds default;'
+               ' --config.data.data_dir=DIR puts it elsewhere)')
   prepare_synthetic.prepare([builder_config], data_dir)
   return input_pipeline.load_domain(name, builder_config, splits, data_dir)
 
