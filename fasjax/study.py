@@ -14,7 +14,10 @@ own GPUs, TPU chips or CPU cores), --executor=slurm each as a SLURM job
 W/study.md, W/study.csv and W/study.json hold mean ± std over
 seeds of HTER, AUC and TPR@FPR=1% per protocol and variant, the protocol and
 honest numbers in separate columns, the number of seeds, and the paper's
-values where there are any.
+values where there are any; and (fasjax/study_stats.py) 95% t
+intervals over seeds, each variant's paired difference to `full` with a 95%
+bootstrap interval and whether it excludes zero, and the paired minimum
+detectable effect. Their paths are relative to W.
 """
 
 import contextlib
@@ -23,6 +26,7 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -31,9 +35,12 @@ from typing import Any, Sequence
 from absl import app
 from absl import flags
 from absl import logging
+import numpy as np
 
 from configs import common
+from fasjax import metrics
 from fasjax import study_exec
+from fasjax import study_stats
 from fasjax import workdir_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -275,26 +282,199 @@ def paper_reference(protocol: str, variant: str,
 
 def aggregate(cells: Sequence[Cell], workdir: str,
               synthetic: bool) -> list[dict[str, Any]]:
-  """One row per (protocol, variant): mean/std (fractions) over its seeds."""
+  """One row per (protocol, variant): statistics (fractions) over its seeds.
+
+  Mean, sample std and t interval over seeds, the per-seed values, and for
+  every variant its paired difference to `full` (`add_paired_differences`).
+  """
   groups: dict[tuple[str, str], list[Cell]] = {}
   for cell in cells:
     groups.setdefault((cell.protocol, cell.variant), []).append(cell)
   rows = []
+  runs: dict[tuple[str, str], dict[int, tuple[Cell, dict[str, Any]]]] = {}
   for (protocol, variant), members in groups.items():
     finished = [c for c in members if os.path.exists(results_path(workdir, c))]
     results = [_read_json(results_path(workdir, c)) for c in finished]
+    runs[(protocol, variant)] = {c.seed: (c, r)
+                                 for c, r in zip(finished, results)}
     row: dict[str, Any] = {'protocol': protocol, 'variant': variant,
                            'n_seeds': len(results),
                            'seeds': [c.seed for c in finished]}
     for block in BLOCKS:
       for metric in METRICS:
-        values = [r[block][metric] for r in results]
+        values = [float(r[block][metric]) for r in results]
         mean, std = mean_std(values) if values else (None, None)
-        row[f'{block}_{metric}_mean'] = mean
-        row[f'{block}_{metric}_std'] = std
+        key = f'{block}_{metric}'
+        row[f'{key}_mean'] = mean
+        row[f'{key}_std'] = std
+        low = high = None
+        if len(values) >= 2:
+          low, high = study_stats.t_interval(values)
+        row[f'{key}_ci_low'], row[f'{key}_ci_high'] = low, high
+        row[f'{key}_values'] = values
+    row['stats_note'] = (None if len(results) >= 2 else
+                         'no finished seed' if not results else
+                         study_stats.NEEDS_TWO)
     row.update(paper_reference(protocol, variant, synthetic))
     rows.append(row)
+  add_paired_differences(rows, runs, workdir)
   return rows
+
+
+# Per-video target scores of an evaluation, if the run saved them:
+# <cell>/target_scores_step<N>.json = {"video_ids": [...], "labels": [...],
+# "scores": [...]} (video level, the same videos for every cell).
+TARGET_SCORES = 'target_scores_step{step}.json'
+DIFF_FIELDS = ('diff_mean', 'diff_ci_low', 'diff_ci_high', 'diff_t_low',
+               'diff_t_high', 'diff_significant', 'diff_t_excludes_zero',
+               'diff_mde', 'diffs')
+
+
+def _threshold(value: Any) -> float:
+  return float(value)  # results.json writes +inf as the string 'inf'.
+
+
+def _metric_fn(metric: str):
+  """(scores, labels, threshold or None) -> one metric, as in results.json."""
+  def fn(scores, labels, threshold):
+    if metric == 'auc':
+      return metrics.auc(scores, labels)
+    if metric == 'tpr_at_fpr_1pct':
+      return metrics.tpr_at_fpr(scores, labels, 0.01)
+    if threshold is None:  # The protocol number: this data's EER threshold.
+      threshold = metrics.eer(scores, labels)[1]
+    return metrics.hter(scores, labels, threshold)
+  return fn
+
+
+def video_scores(workdir: str, runs: Sequence[tuple[Cell, dict[str, Any]]],
+                 block: str) -> tuple[np.ndarray, np.ndarray,
+                                      list[float | None], list[str]] | None:
+  """[runs, videos] target scores at each run's `block` checkpoint.
+
+  Also the labels, each run's threshold (None for `protocol`, which takes
+  the EER threshold of whatever videos it is given) and the sorted video
+  ids. None unless every run saved its scores for the same videos.
+  """
+  rows, labels, ids, thresholds = [], None, None, []
+  for cell, result in runs:
+    path = os.path.join(workdir, cell.subdir,
+                        TARGET_SCORES.format(step=result[block]['step']))
+    if not os.path.exists(path):
+      return None
+    saved = _read_json(path)
+    order = np.argsort(saved['video_ids'])
+    run_ids = [saved['video_ids'][i] for i in order]
+    if ids is None:
+      ids, labels = run_ids, np.asarray(saved['labels'])[order]
+    elif run_ids != ids:
+      return None
+    rows.append(np.asarray(saved['scores'], np.float64)[order])
+    thresholds.append(None if block == 'protocol'
+                      else _threshold(result[block]['threshold']))
+  return np.stack(rows), labels, thresholds, ids
+
+
+def add_paired_differences(
+    rows: list[dict[str, Any]],
+    runs: dict[tuple[str, str], dict[int, tuple[Cell, dict[str, Any]]]],
+    workdir: str, n_boot: int = 1000) -> None:
+  """Adds each variant's paired difference to `full` (variant - full).
+
+  Over the seeds both have: mean, paired t interval, 95% bootstrap interval
+  (seeds and target videos resampled when the cells saved per-video scores,
+  else seeds only), whether it excludes zero, and the paired minimum
+  detectable effect. Seeds only one of them has are listed, not dropped.
+  """
+  for row in rows:
+    for block in BLOCKS:
+      for metric in METRICS:
+        for field in DIFF_FIELDS:
+          row[f'{block}_{metric}_{field}'] = None
+    row.update(paired_seeds=None, unpaired_seeds=None, extra_seeds=None,
+               diff_method=None, diff_note=None)
+    full = runs.get((row['protocol'], 'full'))
+    if row['variant'] == 'full':
+      continue
+    if full is None:
+      row['diff_note'] = 'no full variant in the study to compare with'
+      continue
+    mine = runs[(row['protocol'], row['variant'])]
+    shared, only_full, only_mine = study_stats.pair_seeds(full, mine)
+    row.update(paired_seeds=shared, unpaired_seeds=only_full,
+               extra_seeds=only_mine)
+    notes = []
+    if only_full:
+      notes.append(f'unpaired: full has seed(s) {only_full} that '
+                   f'{row["variant"]} lacks')
+    if only_mine:
+      notes.append(f'unpaired: {row["variant"]} has seed(s) {only_mine} '
+                   'that full lacks')
+    if len(shared) < 2:
+      notes.append(f'paired difference: {study_stats.NEEDS_TWO}')
+    row['diff_note'] = '; '.join(notes) or None
+    if not shared:
+      continue
+    two_level = len(shared) >= 2
+    for block in BLOCKS:
+      scores = base = None
+      if len(shared) >= 2:
+        scores = video_scores(workdir, [mine[s] for s in shared], block)
+        base = video_scores(workdir, [full[s] for s in shared], block)
+        if scores is None or base is None or scores[3] != base[3]:
+          scores = base = None
+      two_level = two_level and scores is not None
+      for metric in METRICS:
+        key = f'{block}_{metric}'
+        diffs = [float(mine[s][1][block][metric])
+                 - float(full[s][1][block][metric]) for s in shared]
+        row[f'{key}_diffs'] = diffs
+        row[f'{key}_diff_mean'] = float(np.mean(diffs))
+        if len(diffs) < 2:
+          continue
+        row[f'{key}_diff_t_low'], row[f'{key}_diff_t_high'] = (
+            study_stats.t_interval(diffs))
+        if scores is not None:
+          low, high = study_stats.two_level_bootstrap_interval(
+              scores[0], base[0], scores[1], _metric_fn(metric), scores[2],
+              base[2], n_boot=n_boot)
+        else:
+          low, high = study_stats.seed_bootstrap_interval(diffs)
+        row[f'{key}_diff_ci_low'], row[f'{key}_diff_ci_high'] = low, high
+        row[f'{key}_diff_significant'] = study_stats.excludes_zero(low, high)
+        row[f'{key}_diff_t_excludes_zero'] = study_stats.excludes_zero(
+            row[f'{key}_diff_t_low'], row[f'{key}_diff_t_high'])
+        row[f'{key}_diff_mde'] = study_stats.paired_mde(
+            float(np.std(diffs, ddof=1)), len(diffs))
+    if len(shared) >= 2:
+      row['diff_method'] = ('bootstrap over seeds and target videos'
+                            if two_level else 'bootstrap over seeds only (no '
+                            'per-video target scores saved)')
+
+
+def study_mde(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Per protocol, block and metric: the study's paired MDE as run.
+
+  The SD of paired differences is pooled over the variants; n is the
+  fewest seeds a variant shares with `full`.
+  """
+  out = []
+  for protocol in dict.fromkeys(r['protocol'] for r in rows):
+    paired = [r for r in rows if r['protocol'] == protocol
+              and r['variant'] != 'full' and r.get('paired_seeds')]
+    for block in BLOCKS:
+      for metric in METRICS:
+        groups = [r[f'{block}_{metric}_diffs'] for r in paired]
+        sd = study_stats.pooled_sd(groups)
+        n = min((len(g) for g in groups), default=0)
+        out.append({'protocol': protocol, 'block': block, 'metric': metric,
+                    'n_seeds': n, 'sd_paired_diff': sd,
+                    'mde': (study_stats.paired_mde(sd, n)
+                            if sd is not None else None),
+                    'note': None if sd is not None and n >= 2 else
+                    f'no paired difference over two or more seeds '
+                    f'({study_stats.NEEDS_TWO})'})
+  return out
 
 
 def _pct(mean: float | None, std: float | None) -> str:
@@ -307,6 +487,90 @@ def _pct(mean: float | None, std: float | None) -> str:
 
 def _paper(value: float | None) -> str:
   return '-' if value is None else f'{value:.2f}'
+
+
+_METRIC_NAMES = {'hter': 'HTER', 'auc': 'AUC', 'tpr_at_fpr_1pct': 'TPR@FPR=1%'}
+
+
+def _interval(mean: float | None, low: float | None, high: float | None,
+              sign: bool = False) -> str:
+  """'12.34 [10.00, 14.68]' in percent (points); '-' without a mean."""
+  if mean is None:
+    return '-'
+  text = f'{100 * mean:+.2f}' if sign else f'{100 * mean:.2f}'
+  if low is not None:
+    text += f' [{100 * low:+.2f}, {100 * high:+.2f}]' if sign else (
+        f' [{100 * low:.2f}, {100 * high:.2f}]')
+  return text
+
+
+def _table(head: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+  return (['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+          + ['| ' + ' | '.join(cells) + ' |' for cells in body])
+
+
+def seed_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+  """Mean and 95% t interval over seeds, per protocol and variant."""
+  head = ['protocol', 'variant', 'seeds'] + [
+      f'{b} {_METRIC_NAMES[m]} %' for b in BLOCKS for m in METRICS]
+  body = []
+  for r in rows:
+    cells = [r['protocol'], r['variant'], str(r['n_seeds'])]
+    for b in BLOCKS:
+      for m in METRICS:
+        k = f'{b}_{m}'
+        cell = _interval(r[f'{k}_mean'], r[f'{k}_ci_low'], r[f'{k}_ci_high'])
+        if r[f'{k}_mean'] is not None and r[f'{k}_ci_low'] is None:
+          cell += ' (interval needs ≥ 2 seeds)'
+        cells.append(cell)
+    body.append(cells)
+  return _table(head, body)
+
+
+def difference_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+  """Each variant minus `full` over shared seeds, significant ones bold."""
+  head = ['protocol', 'variant', 'paired seeds'] + [
+      f'{b} Δ{_METRIC_NAMES[m]} pts' for b in BLOCKS for m in METRICS] + [
+          'MDE Δ HTER pts (protocol / honest)', 'note']
+  body = []
+  for r in rows:
+    if r['variant'] == 'full':
+      continue
+    cells = [r['protocol'], r['variant'],
+             ' '.join(map(str, r['paired_seeds'] or [])) or '-']
+    for b in BLOCKS:
+      for m in METRICS:
+        k = f'{b}_{m}'
+        cell = _interval(r[f'{k}_diff_mean'], r[f'{k}_diff_ci_low'],
+                         r[f'{k}_diff_ci_high'], sign=True)
+        if r[f'{k}_diff_significant']:
+          cell = f'**{cell}** \\*' + (' †' if r[f'{k}_diff_t_excludes_zero']
+                                      else '')
+        cells.append(cell)
+    mdes = [r[f'{b}_hter_diff_mde'] for b in BLOCKS]
+    cells.append(' / '.join('-' if v is None else f'{100 * v:.2f}'
+                            for v in mdes))
+    cells.append(r['diff_note'] or '')
+    body.append(cells)
+  return _table(head, body) if body else []
+
+
+def mde_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+  """The study's paired minimum detectable effects, per protocol and block."""
+  body = [[e['protocol'], e['block'], _METRIC_NAMES[e['metric']],
+           str(e['n_seeds']),
+           '-' if e['sd_paired_diff'] is None
+           else f'{100 * e["sd_paired_diff"]:.2f}',
+           '-' if e['mde'] is None else f'{100 * e["mde"]:.2f}']
+          for e in study_mde(rows)]
+  return _table(['protocol', 'numbers', 'metric', 'paired seeds',
+                 'SD of paired differences pts', 'MDE pts'], body)
+
+
+def relative_command(command: str, workdir: str) -> str:
+  """The command with absolute paths made relative to the study directory."""
+  return re.sub(r'=(/[^\s]*)',
+                lambda m: '=' + os.path.relpath(m.group(1), workdir), command)
 
 
 def to_markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
@@ -330,7 +594,30 @@ def to_markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
       '*honest*: both chosen on held-out source data.',
       f'The paper\'s Table II (ablations) is not available to us, so its '
       f'rows say "{NO_TABLE_II}" instead of numbers.', '',
-      f'Command: `{command}`', '']
+      '## Intervals over seeds', '',
+      'Mean [95% t interval] over seeds, %.', '', *seed_table(rows), '']
+  diffs = difference_table(rows)
+  if diffs:
+    methods = sorted({r['diff_method'] for r in rows if r['diff_method']})
+    notes += [
+        '## Paired differences to full', '',
+        'Variant minus `full` over the seeds both ran (a seed fixes '
+        'initialisation, data order and meta-test draws), in percentage '
+        'points: mean [95% percentile bootstrap interval; '
+        + ('; '.join(methods) or 'none') + ']. **Bold** with \\* : the '
+        'bootstrap interval excludes zero; † : the paired t interval '
+        '(study.json `*_diff_t_low/high`) excludes zero too. With few seeds '
+        'the bootstrap over seeds is too narrow (over 3 seeds it cannot be '
+        'wider than the range of the paired differences); † is the '
+        'conservative reading. MDE: the smallest true paired difference a '
+        'two-sided paired t test at the 5% level detects with 80% power, '
+        'from this variant\'s SD of paired differences. Lower HTER and '
+        'higher AUC/TPR are better.', '', *diffs, '',
+        '## Minimum detectable effect of the study', '',
+        'Paired (80% power, 5% level, two-sided t test), from the SD of '
+        'paired differences pooled over the variants.', '',
+        *mde_table(rows), '']
+  notes += [f'Command: `{command}`', '']
   return '# Study\n\n' + '\n'.join(lines) + '\n' + '\n'.join(notes)
 
 
@@ -344,9 +631,14 @@ def _csv_value(value: Any) -> Any:
 
 def write_outputs(rows: Sequence[dict[str, Any]], workdir: str,
                   command: str) -> None:
-  """Writes study.md, study.csv and study.json into the study directory."""
+  """Writes study.md, study.csv and study.json into the study directory.
+
+  Absolute paths in the command are written relative to the directory.
+  """
+  command = relative_command(command, workdir)
   with open(os.path.join(workdir, 'study.json'), 'w') as f:
-    json.dump({'command': command, 'rows': list(rows)}, f, indent=2)
+    json.dump({'command': command, 'paths': 'relative to the study directory',
+               'rows': list(rows), 'mde': study_mde(rows)}, f, indent=2)
   with open(os.path.join(workdir, 'study.csv'), 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from fasjax import study
 
@@ -125,3 +127,160 @@ def test_bad_variant_fails_before_training():
   assert [c.config_arg for c in cells] == [
       'synthetic,smoke,seed=0', 'synthetic,smoke,seed=1',
       'synthetic,smoke,no_meta,seed=0', 'synthetic,smoke,no_meta,seed=1']
+
+
+# Aggregation statistics on hand-written cells (no training, no JAX); every
+# reference is computed here with scipy/numpy.
+
+_METRICS = ('hter', 'auc', 'tpr_at_fpr_1pct')
+
+
+def _write_cell(workdir, variant, seed, values, scores=None, labels=None):
+  cell_dir = os.path.join(workdir, 'ocm_to_i', variant, f'seed{seed}')
+  os.makedirs(cell_dir, exist_ok=True)
+  result = {'target': 'i', 'step': 20}
+  for block, step in (('protocol', 10), ('honest', 20)):
+    result[block] = dict(zip(_METRICS, values[block]), step=step,
+                         threshold=0.5 if block == 'honest' else 0.4)
+  with open(os.path.join(cell_dir, 'results.json'), 'w') as f:
+    json.dump(result, f)
+  if scores is not None:
+    for step in (10, 20):
+      with open(os.path.join(cell_dir, f'target_scores_step{step}.json'),
+                'w') as f:
+        json.dump({'video_ids': [f'v{i:02d}' for i in range(len(labels))],
+                   'labels': [int(v) for v in labels],
+                   'scores': [float(v) for v in scores]}, f)
+
+
+def _fake_study(workdir, variants, seeds_of, rng, with_scores=False):
+  labels = np.array([1] * 6 + [0] * 14)
+  values = {}
+  for variant in variants:
+    for seed in seeds_of[variant]:
+      v = {b: list(rng.uniform(0.05, 0.95, 3)) for b in ('protocol', 'honest')}
+      values[(variant, seed)] = v
+      scores = rng.uniform(0, 1, labels.size) + 0.4 * labels
+      _write_cell(workdir, variant, seed, v,
+                  scores if with_scores else None, labels)
+  cells = [study.Cell('ocm_to_i', v, s, '') for v in variants
+           for s in seeds_of[v]]
+  return cells, values
+
+
+def test_aggregate_intervals_and_paired_differences(tmp_path):
+  workdir = str(tmp_path)
+  rng = np.random.default_rng(0)
+  seeds_of = {'full': [0, 1, 2, 3], 'no_meta': [0, 1, 2, 3],
+              'no_asc': [0, 2, 3]}
+  cells, values = _fake_study(workdir, list(seeds_of), seeds_of, rng)
+  rows = {r['variant']: r for r in study.aggregate(cells, workdir, True)}
+  for variant, seeds in seeds_of.items():
+    for block in ('protocol', 'honest'):
+      for i, metric in enumerate(_METRICS):
+        x = [values[(variant, s)][block][i] for s in seeds]
+        ref = scipy_stats.t.interval(0.95, len(x) - 1, loc=np.mean(x),
+                                     scale=scipy_stats.sem(x))
+        key = f'{block}_{metric}'
+        row = rows[variant]
+        assert (row[f'{key}_ci_low'], row[f'{key}_ci_high']) == (
+            pytest.approx(ref, abs=1e-12))
+        if variant == 'full':
+          assert row[f'{key}_diff_mean'] is None
+          continue
+        d = [values[(variant, s)][block][i] - values[('full', s)][block][i]
+             for s in seeds]
+        assert row[f'{key}_diffs'] == pytest.approx(d, abs=1e-12)
+        t_ref = scipy_stats.t.interval(0.95, len(d) - 1, loc=np.mean(d),
+                                       scale=scipy_stats.sem(d))
+        assert (row[f'{key}_diff_t_low'], row[f'{key}_diff_t_high']) == (
+            pytest.approx(t_ref, abs=1e-12))
+        # Seed-only bootstrap (no per-video scores here): brute force.
+        gen = np.random.default_rng(0)
+        boot = [np.mean(gen.choice(d, len(d))) for _ in range(4000)]
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        width = max(d) - min(d)
+        assert row[f'{key}_diff_ci_low'] == pytest.approx(lo, abs=0.05 * width)
+        assert row[f'{key}_diff_ci_high'] == pytest.approx(hi,
+                                                           abs=0.05 * width)
+        assert row[f'{key}_diff_significant'] == (
+            row[f'{key}_diff_ci_low'] > 0 or row[f'{key}_diff_ci_high'] < 0)
+  # no_asc lacks seed 1: reported as unpaired, paired over 0, 2, 3.
+  assert rows['no_asc']['paired_seeds'] == [0, 2, 3]
+  assert rows['no_asc']['unpaired_seeds'] == [1]
+  assert 'unpaired: full has seed(s) [1]' in rows['no_asc']['diff_note']
+  assert 'seeds only' in rows['no_meta']['diff_method']
+  study.write_outputs(list(rows.values()), workdir,
+                      f'python -m fasjax.study --workdir={workdir} '
+                      f'--override=config.data.data_dir={tmp_path.parent}/d')
+  with open(os.path.join(workdir, 'study.md')) as f:
+    md = f.read()
+  assert 'Paired differences to full' in md and 'unpaired' in md
+  assert str(tmp_path) not in md
+  assert '--workdir=. --override=config.data.data_dir=../d' in md
+  with open(os.path.join(workdir, 'study.json')) as f:
+    saved = json.load(f)
+  assert str(tmp_path) not in json.dumps(saved)
+  mde = {(e['block'], e['metric']): e for e in saved['mde']}
+  e = mde[('protocol', 'hter')]
+  groups = [rows[v]['protocol_hter_diffs'] for v in ('no_meta', 'no_asc')]
+  sd = np.sqrt(sum((len(g) - 1) * np.var(g, ddof=1) for g in groups)
+               / sum(len(g) - 1 for g in groups))
+  assert e['n_seeds'] == 3 and e['sd_paired_diff'] == pytest.approx(sd)
+  # The MDE has 80% power: checked with scipy's noncentral t.
+  crit = scipy_stats.t.ppf(0.975, 2)
+  nc = e['mde'] * np.sqrt(3) / sd
+  assert (scipy_stats.nct.sf(crit, 2, nc) + scipy_stats.nct.cdf(-crit, 2, nc)
+          ) == pytest.approx(0.8, abs=1e-6)
+  with open(os.path.join(workdir, 'study.csv')) as f:
+    assert len(list(csv.DictReader(f))) == 3
+
+
+def test_aggregate_one_seed_says_two_are_needed(tmp_path):
+  workdir = str(tmp_path)
+  seeds_of = {'full': [0], 'no_meta': [0]}
+  cells, _ = _fake_study(workdir, list(seeds_of), seeds_of,
+                         np.random.default_rng(1))
+  rows = study.aggregate(cells, workdir, True)
+  for row in rows:
+    assert 'at least two seeds' in row['stats_note']
+    assert row['protocol_hter_ci_low'] is None
+  assert 'at least two seeds' in rows[1]['diff_note']
+  assert rows[1]['protocol_hter_diff_ci_low'] is None
+  study.write_outputs(rows, workdir, 'python -m fasjax.study')
+  with open(os.path.join(workdir, 'study.md')) as f:
+    assert 'interval needs ≥ 2 seeds' in f.read()
+
+
+def test_aggregate_two_level_bootstrap_from_saved_scores(tmp_path):
+  workdir = str(tmp_path)
+  seeds_of = {'full': [0, 1, 2], 'no_meta': [0, 1, 2]}
+  cells, _ = _fake_study(workdir, list(seeds_of), seeds_of,
+                         np.random.default_rng(2), with_scores=True)
+  row = study.aggregate(cells, workdir, True)[1]
+  assert row['diff_method'] == 'bootstrap over seeds and target videos'
+  low, high = row['honest_auc_diff_ci_low'], row['honest_auc_diff_ci_high']
+  assert low <= high
+  # Brute force over the saved files with a plain Mann-Whitney AUC.
+  def load(variant, seed):
+    path = os.path.join(workdir, 'ocm_to_i', variant, f'seed{seed}',
+                        'target_scores_step20.json')
+    saved = _read(path)
+    return np.array(saved['scores']), np.array(saved['labels'])
+  def auc(s, y):
+    pos, neg = s[y == 1], s[y == 0]
+    return np.mean((pos[:, None] > neg[None]) + 0.5 * (pos[:, None]
+                                                       == neg[None]))
+  gen = np.random.default_rng(0)
+  labels = load('full', 0)[1]
+  live, spoof = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+  boot = []
+  for _ in range(1000):
+    seeds = gen.integers(0, 3, size=3)
+    v = np.concatenate([live[gen.integers(0, live.size, size=live.size)],
+                        spoof[gen.integers(0, spoof.size, size=spoof.size)]])
+    boot.append(np.mean([auc(load('no_meta', s)[0][v], labels[v])
+                         - auc(load('full', s)[0][v], labels[v])
+                         for s in seeds]))
+  assert (low, high) == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])),
+                                      abs=1e-12)

@@ -1,6 +1,7 @@
 """Tests of the procedural `synthetic_fas` benchmark and its tfds builder."""
 
 import collections
+import itertools
 
 import numpy as np
 import pytest
@@ -36,12 +37,69 @@ def _all(frames):
 def test_four_configs_and_their_miniatures():
   names = [c.name for c in sfas.SyntheticFas.BUILDER_CONFIGS]
   assert names == ['o', 'c', 'i', 'm', 'o_smoke', 'c_smoke', 'i_smoke',
-                   'm_smoke']
+                   'm_smoke', 'o_large', 'c_large', 'i_large', 'm_large']
   videos = {n: len(builder_lib.plan(n)) for n in 'ocim'}
   smoke = {n: len(builder_lib.plan(n, builder_lib.SMOKE_SUBJECTS))
            for n in 'ocim'}
   assert all(smoke[n] < videos[n] for n in 'ocim')
   assert str(sfas.SyntheticFas.VERSION) == '1.0.0'
+
+
+# Live/spoof videos of the real releases (docs/design.md §2); OULU-NPU at a third.
+REAL_VIDEOS = {'o': (720, 2880), 'c': (150, 450), 'i': (140, 700),
+               'm': (70, 210)}
+
+
+@pytest.mark.parametrize('domain', ['o', 'c', 'i', 'm'])
+def test_large_plan_has_the_real_releases_scale(domain):
+  scale = builder_lib.LARGE[domain]
+  videos = builder_lib.plan(domain, scale.subjects, scale.lives, scale.spoofs)
+  live = sum(v.attack == 'live' for v in videos)
+  expected = REAL_VIDEOS[domain]
+  if domain == 'o':
+    expected = (expected[0] // 3, expected[1] // 3)
+  assert (live, len(videos) - live) == expected == scale.videos()
+  assert {v.attack for v in videos} == ATTACKS[domain]
+  assert len({v.index for v in videos}) == len(videos)
+  by_split = collections.defaultdict(set)
+  for v in videos:
+    by_split[v.split].add(v.subject)
+  assert sum(map(len, by_split.values())) == sum(scale.subjects.values())
+  assert not by_split['train'] & (by_split['dev'] | by_split['test'])
+  assert not by_split['dev'] & by_split['test']
+  # Every subject has its live videos and its spoofs.
+  per_subject = collections.Counter((v.subject, v.attack == 'live')
+                                    for v in videos)
+  assert set(per_subject.values()) == {scale.lives, scale.spoofs}
+
+
+def test_large_videos_are_deterministic_new_draws():
+  frames = builder_lib.LARGE['m'].frames
+  first = list(itertools.islice(
+      builder_lib.generate_examples('m', 'dev', large=True), 2 * frames))
+  assert [ex['frame_index'] for _, ex in first] == 2 * list(range(frames))
+  again = builder_lib.generate_examples('m', 'dev', large=True)
+  for (ka, a), (kb, b) in zip(first, again):
+    assert ka == kb and a['image'].tobytes() == b['image'].tobytes()
+  # A new random stream, not the default config's draw for the same video.
+  scale = builder_lib.LARGE['m']
+  video = next(v for v in builder_lib.plan('m', scale.subjects, scale.lives,
+                                           scale.spoofs) if v.split == 'dev')
+  default = next(builder_lib.render_video('m', video))
+  assert first[0][1]['image'].tobytes() != default['image'].tobytes()
+
+
+def test_config_argument_large():
+  from configs import common  # pylint: disable=g-import-not-at-top
+  config = common.protocol_config('ocm', 'i', 'synthetic,large,seed=1')
+  assert dict(config.data.builders) == {d: f'synthetic_fas/{d}_large'
+                                  for d in 'ocim'}
+  assert common.protocol_config('ocm', 'i', 'synthetic').data.builders[
+      'i'] == 'synthetic_fas/i'
+  with pytest.raises(ValueError, match='with `synthetic`'):
+    common.parse_arg('large')
+  with pytest.raises(ValueError, match='exclude each other'):
+    common.parse_arg('synthetic,large,smoke')
 
 
 def test_features_shapes_and_splits(built_c):

@@ -1,7 +1,7 @@
 """`synthetic_fas`: the embedded procedural four-domain benchmark.
 
 Importing this package registers the tfds builder `synthetic_fas` (configs
-`o`, `c`, `i`, `m`).
+`o`, `c`, `i`, `m`, their `_smoke` miniatures and `_large` versions).
 """
 
 from fasjax.datasets.synthetic_fas.synthetic_fas import generate_examples

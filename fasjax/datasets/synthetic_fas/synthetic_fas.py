@@ -1,7 +1,9 @@
 """`synthetic_fas`: a procedural four-domain face anti-spoofing benchmark.
 
 One config per domain (`o`, `c`, `i`, `m`, standing in for OULU-NPU,
-CASIA-FASD, Replay-Attack and MSU-MFSD; see `domains.py`). Every example is
+CASIA-FASD, Replay-Attack and MSU-MFSD; see `domains.py`), with miniatures
+`<domain>_smoke` for tests and `<domain>_large` at the real releases' video
+counts for studies (`LARGE`). Every example is
 one frame of a short video of one subject, one attack type and one session.
 Live frames are 3-D renders with exact parsing and depth (`render.py`); spoof
 frames re-capture a render shown on paper or a screen (`attacks.py`), with
@@ -54,17 +56,52 @@ class Video:
 SMOKE_SUBJECTS = {'train': 2, 'dev': 1, 'test': 1}
 
 
-def plan(domain: str, subjects: dict[str, int] | None = None) -> list[Video]:
-  """All videos of a domain: per subject one live video then its spoofs."""
+@dataclasses.dataclass(frozen=True)
+class Scale:
+  """Size of a `<domain>_large` config: subjects, videos each, frames each."""
+  subjects: dict[str, int]
+  lives: int  # live videos per subject
+  spoofs: int  # spoof videos per subject
+  frames: int  # frames per video
+
+  def videos(self) -> tuple[int, int]:
+    """(live, spoof) videos over all splits."""
+    n = sum(self.subjects.values())
+    return n * self.lives, n * self.spoofs
+
+
+# The `<domain>_large` configs: live/spoof videos of the real releases' order
+# (OULU-NPU 720/2880, CASIA-FASD 150/450, Replay-Attack 140/700, MSU-MFSD
+# 70/210); OULU-NPU at a third of its videos. Subjects per split follow the
+# releases (a dev split is cut from train/test where a release has none).
+LARGE = {
+    'o': Scale({'train': 20, 'dev': 15, 'test': 25}, lives=4, spoofs=16,
+               frames=8),  # 240/960
+    'c': Scale({'train': 20, 'dev': 6, 'test': 24}, lives=3, spoofs=9,
+               frames=8),  # 150/450
+    'i': Scale({'train': 10, 'dev': 10, 'test': 15}, lives=4, spoofs=20,
+               frames=8),  # 140/700
+    'm': Scale({'train': 15, 'dev': 5, 'test': 15}, lives=2, spoofs=6,
+               frames=8),  # 70/210
+}
+# Appended to every video's seed in the large configs: their videos are new
+# draws, not copies of the default configs' videos with the same index.
+_LARGE_STREAM = 1
+
+
+def plan(domain: str, subjects: dict[str, int] | None = None,
+         lives: int = 1, spoofs: int | None = None) -> list[Video]:
+  """All videos of a domain: per subject its live videos then its spoofs."""
   d = domains.DOMAINS[domain]
   subjects = subjects or d.subjects
+  spoofs = d.spoofs_per_subject if spoofs is None else spoofs
   videos = []
   subject = 0
   spoof = 0
   for split in SPLITS:
     for _ in range(subjects[split]):
-      attacks_ = ['live']
-      for _ in range(d.spoofs_per_subject):
+      attacks_ = ['live'] * lives
+      for _ in range(spoofs):
         attacks_.append(d.spoof_cycle[spoof % len(d.spoof_cycle)])
         spoof += 1
       for attack in attacks_:
@@ -200,11 +237,18 @@ def _print_frames(rng, shot: _Shot, cut: bool):
     yield rgb, labels, None
 
 
-def render_video(domain: str, video: Video) -> Iterator[dict[str, Any]]:
-  """Yields the example dicts of one video's frames."""
+def render_video(domain: str, video: Video, frames: int | None = None,
+                 stream: int = 0) -> Iterator[dict[str, Any]]:
+  """Yields the example dicts of one video's frames.
+
+  `frames` overrides the domain's frames per video; a nonzero `stream` draws
+  the video from another random stream (the large configs).
+  """
   d = domains.DOMAINS[domain]
+  frames = frames or d.frames
   rng = np.random.default_rng(
-      [_DOMAIN_KEYS[domain], _SPLIT_KEYS[video.split], video.index])
+      [_DOMAIN_KEYS[domain], _SPLIT_KEYS[video.split], video.index]
+      + ([stream] if stream else []))
   session = d.sessions[rng.integers(len(d.sessions))]
   light = domains.sample_light(rng, session)
   background = domains.lit(domains.background(rng, session, WORK_SIZE), light)
@@ -213,8 +257,8 @@ def render_video(domain: str, video: Video) -> Iterator[dict[str, Any]]:
   shot = _Shot(
       domain=d, subject=_subject(domain, video.subject), light=light,
       background=background,
-      poses=_motion(rng, d.frames, _base_pose(rng), 0.02),
-      expressions=_expressions(rng, d.frames),
+      poses=_motion(rng, frames, _base_pose(rng), 0.02),
+      expressions=_expressions(rng, frames),
       shake=0.015 if rng.random() < d.hand_rate else 0.002)
   if video.attack == 'live':
     frames = _live_frames(rng, shot)
@@ -237,32 +281,41 @@ def render_video(domain: str, video: Video) -> Iterator[dict[str, Any]]:
 
 
 def generate_examples(domain: str, split: str,
-                      subjects: dict[str, int] | None = None
+                      subjects: dict[str, int] | None = None,
+                      large: bool = False
                       ) -> Iterator[tuple[str, dict[str, Any]]]:
   """Yields (key, example) of one domain's split, without tfds.
 
-  `subjects` overrides the domain's subjects per split (for miniatures).
+  `subjects` overrides the domain's subjects per split (for miniatures);
+  `large` generates the domain's `<domain>_large` config (`LARGE`).
   """
   if domain not in domains.DOMAINS:
     raise ValueError(
         f'Unknown domain {domain!r}; one of {list(domains.DOMAINS)}')
   if split not in SPLITS:
     raise ValueError(f'Unknown split {split!r}; one of {SPLITS}')
-  for video in plan(domain, subjects):
+  if large:
+    scale = LARGE[domain]
+    videos = plan(domain, scale.subjects, scale.lives, scale.spoofs)
+    frames, stream = scale.frames, _LARGE_STREAM
+  else:
+    videos, frames, stream = plan(domain, subjects), None, 0
+  for video in videos:
     if video.split != split:
       continue
-    for ex in render_video(domain, video):
+    for ex in render_video(domain, video, frames, stream):
       yield f'{ex["video_id"]}/f{ex["frame_index"]}', ex
 
 
 class SyntheticFasConfig(tfds.core.BuilderConfig):
-  """One domain of `synthetic_fas`, full size or a smoke-test miniature."""
+  """One domain of `synthetic_fas`: default, smoke miniature or large."""
 
   def __init__(self, *, domain: str, subjects: dict[str, int] | None = None,
-               **kwargs):
+               large: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.domain = domain
     self.subjects = subjects
+    self.large = large
 
 
 class SyntheticFas(tfds.core.GeneratorBasedBuilder):
@@ -279,6 +332,13 @@ class SyntheticFas(tfds.core.GeneratorBasedBuilder):
   ] + [
       SyntheticFasConfig(name=f'{k}_smoke', domain=k, subjects=SMOKE_SUBJECTS,
                          description=f'Miniature of domain {k} for smoke tests.')
+      for k in ('o', 'c', 'i', 'm')
+  ] + [
+      SyntheticFasConfig(
+          name=f'{k}_large', domain=k, large=True,
+          description=f'Domain {k} at the real release\'s scale: '
+          f'{LARGE[k].videos()[0]}/{LARGE[k].videos()[1]} live/spoof videos '
+          f'of {LARGE[k].frames} frames (for studies).')
       for k in ('o', 'c', 'i', 'm')
   ]
 
@@ -297,4 +357,5 @@ class SyntheticFas(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str):
     """Yields the examples of one split of this config's domain."""
     config = self.builder_config
-    yield from generate_examples(config.domain, split, config.subjects)
+    yield from generate_examples(config.domain, split, config.subjects,
+                                 config.large)
