@@ -73,8 +73,8 @@ def out_of_memory_message(peak_bytes: float | None, remat: str,
           else f'{peak_bytes / 1e9:.1f} GB per device')
   return (f'The train step ran out of device memory (XLA\'s estimate of its '
           f'peak: {peak}; model.remat={remat!r}, {devices} device(s)). '
-          'Options: a policy that keeps less, --config.model.remat=conv or '
-          '--config.model.remat=blocks; more devices (the batch is split '
+          'Options: a policy that keeps less, --config.model.remat=domains '
+          '(least memory) or conv; more devices (the batch is split '
           'over all visible devices); bfloat16 compute, '
           '--config.model.dtype=bfloat16; or a smaller '
           '--config.data.per_class_batch. README, "Running on GPU and TPU", '
