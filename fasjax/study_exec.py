@@ -197,7 +197,8 @@ def make_slots(kind: str, devices: Sequence[str], max_parallel: int,
 
   On accelerators a cell gets `devices_per_cell` devices and there are at most
   len(devices) // devices_per_cell slots. On a CPU `devices_per_cell` is CPU
-  cores per cell (0: split the cores evenly among `max_parallel` cells).
+  cores per cell, each cell pinned to its own (0: unpinned processes sharing
+  the cores; pinning changes XLA's CPU thread count and so the numbers).
   max_parallel=0 means as many as the devices allow (on a CPU: one cell per
   4 cores, at least one).
   """
@@ -208,7 +209,10 @@ def make_slots(kind: str, devices: Sequence[str], max_parallel: int,
     if max_parallel == 0:
       max_parallel = (n_dev // devices_per_cell if devices_per_cell
                       else max(1, n_dev // 4))
-    per = devices_per_cell or n_dev // max_parallel
+    # Pinned only on request: XLA's CPU results depend on its thread count
+    # (measured: a smoke cell pinned to 1 of 2 cores ends with other scores
+    # than unpinned), so by default cells match a sequential study.
+    per = devices_per_cell
     if per == 0 or per * max_parallel > n_dev:
       # More cells than cores: plain processes sharing the CPUs.
       return [Slot(f'cpu-shared{i}') for i in range(max(1, max_parallel))]

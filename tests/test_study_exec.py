@@ -68,8 +68,11 @@ def test_gpu_and_tpu_slots():
 
 
 def test_cpu_slots_split_the_cores():
-  slots = study_exec.make_slots('cpu', ['0', '1', '2', '3'], 2, 0)
+  slots = study_exec.make_slots('cpu', ['0', '1', '2', '3'], 2, 2)
   assert [s.cpus for s in slots] == [(0, 1), (2, 3)]
+  # Unpinned unless asked: pinning changes XLA's thread count and results.
+  assert [s.cpus for s in study_exec.make_slots('cpu', ['0', '1'], 2, 0)] == [
+      ()] * 2
   assert [s.cpus for s in study_exec.make_slots('cpu', ['0', '1'], 4, 0)] == [
       ()] * 4  # More cells than cores: shared, unpinned.
   assert len(study_exec.make_slots('cpu', [str(i) for i in range(8)], 0,
@@ -103,7 +106,8 @@ def test_eta_divides_by_the_cells_running_at_once():
 def test_local_executor_runs_cells_at_once_pinned(tmp_path):
   tasks = [_task(tmp_path, f'c{i}', _WRITE.format(sleep=2)) for i in range(2)]
   cpus = sorted(os.sched_getaffinity(0))
-  slots = study_exec.make_slots('cpu', [str(c) for c in cpus], 2, 0)
+  slots = study_exec.make_slots('cpu', [str(c) for c in cpus], 2,
+                                1 if len(cpus) >= 2 else 0)
   progress = study_exec.Progress(2, 0, 2)
   t0 = time.time()
   failures = study_exec.LocalExecutor(slots, poll_s=0.1).run(tasks, progress)
