@@ -129,12 +129,14 @@ def evaluate_step(config: ml_collections.ConfigDict, workdir: str, step: int,
                           list(config.data.target_splits))
   dev = data.eval_sets(config, list(config.data.dev_domains),
                        list(config.data.dev_splits))
-  entry = evaluate.evaluate(sharding.make_predict_fn(run.nets, mesh),
-                            run.state.params, run.state.batch_stats, step,
-                            target, dev)
+  entry, target_videos = evaluate.evaluate_with_scores(
+      sharding.make_predict_fn(run.nets, mesh), run.state.params,
+      run.state.batch_stats, step, target, dev)
   result = evaluate.to_json_safe({'target': config.data.target, **entry})
   if write:
     train.write_record(workdir, f'eval_step_{step}.json', result)
+    train.write_record(workdir, f'target_scores_step{step}.json',
+                       evaluate.video_scores_json(target_videos), log=False)
   return result
 
 

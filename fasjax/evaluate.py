@@ -82,6 +82,15 @@ def evaluate(predict_fn: Callable[..., Any], params: PyTree,
              batch_stats: PyTree, step: int, target: dict[str, Batches],
              dev: dict[str, Batches]) -> dict[str, Any]:
   """One history entry: target (protocol) and honest numbers at `step`."""
+  return evaluate_with_scores(predict_fn, params, batch_stats, step, target,
+                              dev)[0]
+
+
+def evaluate_with_scores(predict_fn: Callable[..., Any], params: PyTree,
+                         batch_stats: PyTree, step: int,
+                         target: dict[str, Batches], dev: dict[str, Batches]
+                         ) -> tuple[dict[str, Any], metrics.VideoScores]:
+  """`evaluate`'s entry and the target's per-video scores it came from."""
   target_videos = score_videos(predict_fn, params, batch_stats, target)
   dev_videos = score_videos(predict_fn, params, batch_stats, dev)
   dev_eer, dev_threshold = metrics.eer(dev_videos.scores, dev_videos.labels)
@@ -92,7 +101,17 @@ def evaluate(predict_fn: Callable[..., Any], params: PyTree,
                                 threshold=dev_threshold),
       'dev': {'eer': dev_eer, 'threshold': dev_threshold,
               'auc': metrics.auc(dev_videos.scores, dev_videos.labels)},
-  }
+  }, target_videos
+
+
+def video_scores_json(videos: metrics.VideoScores) -> dict[str, list[Any]]:
+  """Per-video target scores as written to target_scores_step<N>.json.
+
+  Studies resample target videos from these (`fasjax.study_stats`).
+  """
+  return {'video_ids': [str(v) for v in videos.video_ids],
+          'labels': [int(l) for l in videos.labels],
+          'scores': [float(x) for x in videos.scores]}
 
 
 def select(history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -114,11 +114,13 @@ def is_lead() -> bool:
   return jax.process_index() == 0
 
 
-def write_record(workdir: str, name: str, value: dict[str, Any]) -> None:
+def write_record(workdir: str, name: str, value: dict[str, Any],
+                 log: bool = True) -> None:
   """Writes WORKDIR/name as JSON from the lead process; logs it everywhere."""
   if is_lead():
     provenance.write_json(os.path.join(workdir, name), value)
-  logging.info('%s: %s', name, json.dumps(value))
+  if log:
+    logging.info('%s: %s', name, json.dumps(value))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -217,10 +219,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
       check_and_log(step)  # Never save a non-finite state.
       if evaluate_now:
         with report.timed('eval'):
-          entry = evaluate.evaluate(predict_fn, state.params,
-                                    state.batch_stats, step,
-                                    run_data.target, run_data.dev)
+          entry, target_videos = evaluate.evaluate_with_scores(
+              predict_fn, state.params, state.batch_stats, step,
+              run_data.target, run_data.dev)
         history.append(entry)
+        write_record(workdir, f'target_scores_step{step}.json',
+                     evaluate.video_scores_json(target_videos), log=False)
         writer.write_scalars(step, {
             'eval/protocol_hter': entry['protocol']['hter'],
             'eval/auc': entry['protocol']['auc'],

@@ -225,3 +225,18 @@ def test_remove_debris_keeps_anything_a_run_wrote_later(tmp_path):
   (tmp_path / 'metrics.jsonl').unlink()
   assert workdir_lock.remove_debris(str(tmp_path))
   assert not tmp_path.exists()
+
+
+def test_target_video_scores_are_saved_per_evaluation(trained):
+  # Studies resample target videos from these files: their scores must be
+  # the ones results.json's numbers came from (AUC recomputed by sklearn).
+  from sklearn import metrics as sk_metrics  # pylint: disable=g-import-not-at-top
+  results = smoke_run.read_json(os.path.join(trained, 'results.json'))
+  for block in ('protocol', 'honest'):
+    step = results[block]['step']
+    saved = smoke_run.read_json(
+        os.path.join(trained, f'target_scores_step{step}.json'))
+    assert len(saved['video_ids']) == len(set(saved['video_ids']))
+    assert len(saved['scores']) == len(saved['labels']) > 0
+    assert sk_metrics.roc_auc_score(saved['labels'], saved['scores']) == (
+        pytest.approx(results[block]['auc'], abs=1e-9))
