@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 from absl import logging
-from clu import periodic_actions
 import jax
 import ml_collections
 import numpy as np
@@ -167,8 +166,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
   writer = logs.create_writer(workdir)
   if start == 0:
     writer.write_hparams(config.to_dict())
-  report = periodic_actions.ReportProgress(num_train_steps=config.num_steps,
-                                           writer=writer)
+  report = logs.Progress(config.num_steps, writer=writer)
   # The old state is never read after a step (checkpoints are saved
   # synchronously), so its buffers are donated to the new one.
   train_step = sharding.jit_train_step(nets, tx, mesh, donate=True)
