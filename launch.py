@@ -203,7 +203,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
           input_pipeline.DatasetNotPreparedError,
           workdir_lock.WorkdirLockedError, workdir_lock.WorkdirUnusableError,
           workdir_lock.NoRunError, checkpoint_eval.RunNotUsableError,
-          checkpoint.CheckpointWriteError, train.NonFiniteLossError)
+          checkpoint.CheckpointWriteError, train.NonFiniteLossError,
+          train.DeviceOutOfMemoryError)
 
 
 def run(config, workdir: str, mode: str) -> None:
