@@ -203,9 +203,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
       'flops_from': flops_from,
   }
   if 'peak_bytes_estimate' in analysis:
-    result['peak_memory_gb'] = round(analysis['peak_bytes_estimate'] / 2**30,
+    result['peak_memory_gb'] = round(analysis['peak_bytes_estimate'] / 1e9,
                                      3)
-    result['temp_memory_gb'] = round(analysis['temp_bytes'] / 2**30, 3)
+    result['temp_memory_gb'] = round(analysis['temp_bytes'] / 1e9, 3)
   if args.analyze_only:
     result['loadavg_1m'] = round(os.getloadavg()[0], 2)
     return result

@@ -93,10 +93,11 @@ def test_bad_input_is_one_line_before_compiling(args, words):
 
 def test_out_of_memory_is_reported_per_config(monkeypatch, capsys):
   """OOM in the first step: XLA's estimate, remat and options; goes on."""
-  mem = types.SimpleNamespace(argument_size_in_bytes=2 * 2**30,
-                              output_size_in_bytes=2**30,
-                              temp_size_in_bytes=50 * 2**30,
-                              alias_size_in_bytes=2**30)
+  # Decimal gigabytes: 2 + 1 + 50 - 1 = 52 GB.
+  mem = types.SimpleNamespace(argument_size_in_bytes=2 * 10**9,
+                              output_size_in_bytes=10**9,
+                              temp_size_in_bytes=50 * 10**9,
+                              alias_size_in_bytes=10**9)
 
   class Compiled:
     def memory_analysis(self):
