@@ -589,16 +589,33 @@ def _failure_reason(error: Exception) -> str:
                                   [type(error).__name__])[-1]
 
 
-def _scontrol_state(job_id: str) -> str:
-  """'CANCELLED', 'TIMEOUT', ... from scontrol while SLURM remembers it."""
-  try:
-    out = subprocess.run(['scontrol', '-o', 'show', 'job', job_id],
-                         capture_output=True, text=True, timeout=30,
-                         check=False).stdout
-  except (OSError, subprocess.SubprocessError):
-    return 'state unknown'
-  m = re.search(r'JobState=(\S+)', out)
-  return f'state {m.group(1)}' if m else 'state no longer known to SLURM'
+# States of a job SLURM has not finished with yet.
+_ACTIVE_STATES = ('PENDING', 'CONFIGURING', 'RUNNING', 'COMPLETING',
+                  'SUSPENDED', 'REQUEUED', 'RESIZING', 'SIGNALING',
+                  'STAGE_OUT')
+
+
+def _scontrol_state(job_id: str, settle_s: float = 60.0) -> str:
+  """'state CANCELLED', 'state TIMEOUT', ... once SLURM has finished the job.
+
+  A cancelled job's function may write its (failed) result before SLURM
+  marks the job CANCELLED, so the state is read again until it is final or
+  `settle_s` has passed.
+  """
+  deadline = time.time() + settle_s
+  while True:
+    try:
+      out = subprocess.run(['scontrol', '-o', 'show', 'job', job_id],
+                           capture_output=True, text=True, timeout=30,
+                           check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+      return 'state unknown'
+    m = re.search(r'JobState=(\S+)', out)
+    if not m:
+      return 'state no longer known to SLURM'
+    if m.group(1) not in _ACTIVE_STATES or time.time() > deadline:
+      return f'state {m.group(1)}'
+    time.sleep(1)
 
 
 def cell_failure_summary(failures: Sequence[str]) -> str:
