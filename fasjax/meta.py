@@ -47,7 +47,7 @@ backward pass; 'conv' keeps only conv outputs and stage boundaries, and
 recomputes BatchNorm, ReLU, pooling and up-sampling (cheap elementwise work);
 'blocks' keeps only stage boundaries and recomputes whole blocks, convs
 included; 'domains' runs the D domains' forward passes one after another
-(`lax.map`) and keeps nothing across them, so the backward pass recomputes
+(a `lax.scan`) and keeps nothing across them, so the backward pass recomputes
 one domain's forward at a time (keeping its conv outputs, as 'conv') and only
 one domain's activations are alive at once. Values are unchanged; only
 memory and FLOPs move.
