@@ -112,19 +112,15 @@ def load_config(name: str, args: argparse.Namespace):
       sys.path.insert(0, root)
     ocm_to_i = importlib.import_module('configs.ocm_to_i')
   config = ocm_to_i.get_config(CONFIG_ARGS[name])
+  overrides = (('model', 'image_size', args.size),
+               ('model', 'width', args.width),
+               ('data', 'per_class_batch', args.batch),
+               ('model', 'dtype', args.dtype), ('model', 'remat', args.remat),
+               ('model', 'conv_impl', args.conv_impl))
   with config.unlocked():
-    if args.size is not None:
-      config.model.image_size = args.size
-    if args.width is not None:
-      config.model.width = args.width
-    if args.batch is not None:
-      config.data.per_class_batch = args.batch
-    if args.dtype is not None:
-      config.model.dtype = args.dtype
-    if args.remat is not None:
-      config.model.remat = args.remat
-    if args.conv_impl is not None:
-      config.model.conv_impl = args.conv_impl
+    for section, field, value in overrides:
+      if value is not None:
+        config[section][field] = value
   return config
 
 
