@@ -18,6 +18,14 @@ values where there are any; and (fasjax/study_stats.py) 95% t
 intervals over seeds, each variant's paired difference to `full` with a 95%
 bootstrap interval and whether it excludes zero, and the paired minimum
 detectable effect. Their paths are relative to W.
+
+A study that spans days, machines or clusters keeps its finished cells'
+small files (no checkpoints) in an archive folder, e.g. one committed to git
+(fasjax/study_archive.py): --archive=A copies each cell there as it finishes
+and skips the cells already there (so a study resumes after its workdir is
+lost), and writes study.{md,csv,json} there too; --cells_from=A1,A2 reads
+cells other machines ran. --aggregate_only over such folders rebuilds the
+tables of a study run in halves.
 """
 
 import contextlib
@@ -39,6 +47,7 @@ import numpy as np
 
 from configs import common
 from fasjax import metrics
+from fasjax import study_archive
 from fasjax import study_exec
 from fasjax import study_stats
 from fasjax import workdir_lock
@@ -95,6 +104,15 @@ _SLURM_ADDITIONAL = flags.DEFINE_multi_string(
     'e.g. --slurm_additional=account=myproj --slurm_additional=qos=high.')
 _SLURM_POLL_S = flags.DEFINE_float('slurm_poll_s', 15.0,
                                    'slurm: seconds between queue checks.')
+_ARCHIVE = flags.DEFINE_string(
+    'archive', None, 'Folder (e.g. committed to git) that keeps each finished '
+    "cell's small files (config, provenance, metrics, scores, results; no "
+    'checkpoints) as it finishes; cells found there are not rerun, and the '
+    'study tables are written there too.')
+_CELLS_FROM = flags.DEFINE_list(
+    'cells_from', [], 'More folders of finished cells (other workdirs or '
+    'archives, e.g. the halves of a study run on two machines): their cells '
+    'are not rerun and are aggregated with the rest.')
 _AGGREGATE_ONLY = flags.DEFINE_bool(
     'aggregate_only', False, 'Run no cell: aggregate the finished ones into '
     'study.{md,csv,json} (also while a study runs).')
@@ -169,21 +187,37 @@ class CellsFailedError(RuntimeError):
 
 
 def run_study(cells: Sequence[Cell], workdir: str,
-              overrides: Sequence[str] = (), executor: Any = None) -> None:
+              overrides: Sequence[str] = (), executor: Any = None,
+              archive: str | None = None,
+              cells_from: Sequence[str] = ()) -> None:
   """Runs the unfinished cells through `executor` (default: one at a time).
 
-  Logs progress after each cell; raises CellsFailedError naming the failed
-  cells and their logs.
+  A cell is finished when `workdir`, `archive` or a `cells_from` folder
+  holds its results.json. Each cell that finishes is copied to `archive`
+  (study_archive.archive_cell), as are finished cells of `workdir` missing
+  there. Logs progress after each cell; raises CellsFailedError naming the
+  failed cells and their logs.
   """
   if executor is None:
     executor = study_exec.make_executor('sequential', workdir)
+  folders = study_folders(workdir, archive, cells_from)
+  on_finished = None
+  if archive:
+    added = study_archive.sync(workdir, archive, [c.subdir for c in cells])
+    if added:
+      logging.info('Archived %d finished cell(s) to %s.', len(added), archive)
+    def on_finished(task: study_exec.CellTask) -> None:
+      study_archive.archive_cell(task.cell_dir, archive, task.name)
+      logging.info('Archived cell %s to %s.', task.name, archive)
   total = len(cells)
-  pending = [c for c in cells if not os.path.exists(results_path(workdir, c))]
+  pending = [c for c in cells
+             if study_archive.find_cell(c.subdir, folders) is None]
   done = total - len(pending)
   if done:
     logging.info('Skipping %d finished cell(s).', done)
   progress = study_exec.Progress(total, done,
-                                 executor.parallel or len(pending))
+                                 executor.parallel or len(pending),
+                                 on_finished=on_finished)
   logging.info(progress.line())
   if not pending:
     return
@@ -233,6 +267,12 @@ def prepare_synthetic_data(cells: Sequence[Cell],
                    check=True, stdout=subprocess.DEVNULL)
 
 
+def study_folders(workdir: str, archive: str | None = None,
+                  cells_from: Sequence[str] = ()) -> list[str]:
+  """Where a study's finished cells are looked for, in order."""
+  return [workdir] + ([archive] if archive else []) + list(cells_from)
+
+
 def lock_study(workdir: str) -> contextlib.ExitStack:
   """Holds WORKDIR/.lock while the returned stack lives (or the process)."""
   stack = contextlib.ExitStack()
@@ -280,22 +320,39 @@ def paper_reference(protocol: str, variant: str,
           'paper_note': 'not in Table I'}
 
 
-def aggregate(cells: Sequence[Cell], workdir: str,
+def finished_cells(cells: Sequence[Cell], folders: str | Sequence[str]
+                   ) -> dict[Cell, str]:
+  """{cell: its directory} for the cells finished in any of `folders`."""
+  folders = [folders] if isinstance(folders, str) else list(folders)
+  found = {}
+  for cell in cells:
+    folder = study_archive.find_cell(cell.subdir, folders)
+    if folder is not None:
+      found[cell] = os.path.join(folder, cell.subdir)
+  return found
+
+
+def aggregate(cells: Sequence[Cell], folders: str | Sequence[str],
               synthetic: bool) -> list[dict[str, Any]]:
   """One row per (protocol, variant): statistics (fractions) over its seeds.
 
-  Mean, sample std and t interval over seeds, the per-seed values, and for
-  every variant its paired difference to `full` (`add_paired_differences`).
+  `folders`: a study workdir, or several folders of finished cells (a
+  workdir, archives, the halves of a split study), searched in order.
+  Mean, sample std and t interval over seeds, the per-seed values, the final
+  training losses, and for every variant its paired difference to `full`
+  (`add_paired_differences`).
   """
+  cell_dirs = finished_cells(cells, folders)
   groups: dict[tuple[str, str], list[Cell]] = {}
   for cell in cells:
     groups.setdefault((cell.protocol, cell.variant), []).append(cell)
   rows = []
-  runs: dict[tuple[str, str], dict[int, tuple[Cell, dict[str, Any]]]] = {}
+  runs: dict[tuple[str, str], dict[int, tuple[str, dict[str, Any]]]] = {}
   for (protocol, variant), members in groups.items():
-    finished = [c for c in members if os.path.exists(results_path(workdir, c))]
-    results = [_read_json(results_path(workdir, c)) for c in finished]
-    runs[(protocol, variant)] = {c.seed: (c, r)
+    finished = [c for c in members if c in cell_dirs]
+    results = [_read_json(os.path.join(cell_dirs[c], 'results.json'))
+               for c in finished]
+    runs[(protocol, variant)] = {c.seed: (cell_dirs[c], r)
                                  for c, r in zip(finished, results)}
     row: dict[str, Any] = {'protocol': protocol, 'variant': variant,
                            'n_seeds': len(results),
@@ -315,10 +372,51 @@ def aggregate(cells: Sequence[Cell], workdir: str,
     row['stats_note'] = (None if len(results) >= 2 else
                          'no finished seed' if not results else
                          study_stats.NEEDS_TWO)
+    add_train_losses(row, [cell_dirs[c] for c in finished])
     row.update(paper_reference(protocol, variant, synthetic))
     rows.append(row)
-  add_paired_differences(rows, runs, workdir)
+  add_paired_differences(rows, runs)
   return rows
+
+
+# Training losses reported beside a study's HTER: what the regime was (still
+# learning, or the sources memorised) when the evaluation was taken.
+TRAIN_LOSSES = ('loss', 'cls', 'cls_meta_test', 'trip', 'trip_meta_test',
+                'depth', 'parsing')
+
+
+def final_train_losses(cell_dir: str) -> dict[str, float]:
+  """The training losses of a cell's last logged step (metrics.jsonl).
+
+  Reads the last scalars line with a `train/loss` (the mean over the last
+  logging interval): {name: value} for TRAIN_LOSSES present there; {} when
+  the cell kept no metrics log.
+  """
+  path = os.path.join(cell_dir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return {}
+  last = None
+  with open(path) as f:
+    for line in f:
+      record = json.loads(line)
+      values = record.get('values', {})
+      if record.get('kind') == 'scalars' and 'train/loss' in values:
+        last = values
+  if last is None:
+    return {}
+  return {name: float(last[f'train/{name}']) for name in TRAIN_LOSSES
+          if f'train/{name}' in last}
+
+
+def add_train_losses(row: dict[str, Any], cell_dirs: Sequence[str]) -> None:
+  """Adds train_<loss>_final_{mean,std,values} over the cells' last steps."""
+  finals = [final_train_losses(d) for d in cell_dirs]
+  for name in TRAIN_LOSSES:
+    values = [f[name] for f in finals if name in f]
+    mean, std = mean_std(values) if values else (None, None)
+    row[f'train_{name}_final_mean'] = mean
+    row[f'train_{name}_final_std'] = std
+    row[f'train_{name}_final_values'] = values
 
 
 # Per-video target scores of an evaluation, if the run saved them:
@@ -347,18 +445,19 @@ def _metric_fn(metric: str):
   return fn
 
 
-def video_scores(workdir: str, runs: Sequence[tuple[Cell, dict[str, Any]]],
+def video_scores(runs: Sequence[tuple[str, dict[str, Any]]],
                  block: str) -> tuple[np.ndarray, np.ndarray,
                                       list[float | None], list[str]] | None:
   """[runs, videos] target scores at each run's `block` checkpoint.
 
+  `runs`: (cell directory, its results.json) pairs.
   Also the labels, each run's threshold (None for `protocol`, which takes
   the EER threshold of whatever videos it is given) and the sorted video
   ids. None unless every run saved its scores for the same videos.
   """
   rows, labels, ids, thresholds = [], None, None, []
-  for cell, result in runs:
-    path = os.path.join(workdir, cell.subdir,
+  for cell_dir, result in runs:
+    path = os.path.join(cell_dir,
                         TARGET_SCORES.format(step=result[block]['step']))
     if not os.path.exists(path):
       return None
@@ -377,8 +476,8 @@ def video_scores(workdir: str, runs: Sequence[tuple[Cell, dict[str, Any]]],
 
 def add_paired_differences(
     rows: list[dict[str, Any]],
-    runs: dict[tuple[str, str], dict[int, tuple[Cell, dict[str, Any]]]],
-    workdir: str, n_boot: int = 1000) -> None:
+    runs: dict[tuple[str, str], dict[int, tuple[str, dict[str, Any]]]],
+    n_boot: int = 1000) -> None:
   """Adds each variant's paired difference to `full` (variant - full).
 
   Over the seeds both have: mean, paired t interval, 95% bootstrap interval
@@ -419,8 +518,8 @@ def add_paired_differences(
     for block in BLOCKS:
       scores = base = None
       if len(shared) >= 2:
-        scores = video_scores(workdir, [mine[s] for s in shared], block)
-        base = video_scores(workdir, [full[s] for s in shared], block)
+        scores = video_scores([mine[s] for s in shared], block)
+        base = video_scores([full[s] for s in shared], block)
         if scores is None or base is None or scores[3] != base[3]:
           scores = base = None
       two_level = two_level and scores is not None
@@ -567,6 +666,23 @@ def mde_table(rows: Sequence[dict[str, Any]]) -> list[str]:
                  'SD of paired differences pts', 'MDE pts'], body)
 
 
+def train_loss_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+  """Final training losses, mean ± std over seeds (empty if none logged)."""
+  names = [n for n in TRAIN_LOSSES
+           if any(r.get(f'train_{n}_final_values') for r in rows)]
+  if not names:
+    return []
+  def fmt(r, n):
+    mean, std = r[f'train_{n}_final_mean'], r[f'train_{n}_final_std']
+    if mean is None:
+      return '-'
+    return f'{mean:.3f}' + ('' if std is None else f' ± {std:.3f}')
+  return _table(['protocol', 'variant', 'seeds'] + list(names),
+                [[r['protocol'], r['variant'],
+                  str(len(r[f'train_{names[0]}_final_values']))]
+                 + [fmt(r, n) for n in names] for r in rows])
+
+
 def relative_command(command: str, workdir: str) -> str:
   """The command with absolute paths made relative to the study directory."""
   return re.sub(r'=(/[^\s]*)',
@@ -617,6 +733,14 @@ def to_markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
         'Paired (80% power, 5% level, two-sided t test), from the SD of '
         'paired differences pooled over the variants.', '',
         *mde_table(rows), '']
+  losses = train_loss_table(rows)
+  if losses:
+    notes += ['## Training losses at the end', '',
+              'Mean ± sample std over seeds of each cell\'s last logged '
+              'training losses (metrics.jsonl: the mean over the last logging '
+              'interval; meta-train and meta-test terms summed over domains). '
+              'They say which regime the table measures: sources still being '
+              'learned, or memorised.', '', *losses, '']
   notes += [f'Command: `{command}`', '']
   return '# Study\n\n' + '\n'.join(lines) + '\n' + '\n'.join(notes)
 
@@ -661,6 +785,11 @@ def main(argv: Sequence[str]) -> None:
                      _SYNTHETIC.value, _CONFIG_ARGS.value)
   workdir = os.path.abspath(_WORKDIR.value)
   os.makedirs(workdir, exist_ok=True)
+  archive = os.path.abspath(_ARCHIVE.value) if _ARCHIVE.value else None
+  cells_from = [os.path.abspath(f) for f in _CELLS_FROM.value]
+  for folder in cells_from:
+    if not os.path.isdir(folder):
+      raise app.UsageError(f'--cells_from: {folder} is not a directory.')
   if not _AGGREGATE_ONLY.value:
     if _EXECUTOR.value == 'slurm' and study_exec.slurm_missing():
       print(study_exec.slurm_missing(), file=sys.stderr)
@@ -676,15 +805,22 @@ def main(argv: Sequence[str]) -> None:
             file=sys.stderr)
       sys.exit(2)
     try:
-      run_study(cells, workdir, _OVERRIDES.value, executor)
+      run_study(cells, workdir, _OVERRIDES.value, executor,
+                archive=archive, cells_from=cells_from)
     except CellsFailedError as e:
       logging.error('%s', e)
       print(e, file=sys.stderr)
       sys.exit(1)
-  rows = aggregate(cells, workdir, _SYNTHETIC.value)
+  try:
+    rows = aggregate(cells, study_folders(workdir, archive, cells_from),
+                     _SYNTHETIC.value)
+  except study_archive.CellConflictError as e:
+    print(e, file=sys.stderr)
+    sys.exit(2)
   command = ' '.join(['python -m fasjax.study'] + sys.argv[1:])
-  write_outputs(rows, workdir, command)
-  logging.info('Wrote %s/study.{md,csv,json}.', workdir)
+  for out in [workdir] + ([archive] if archive else []):
+    write_outputs(rows, out, command)
+    logging.info('Wrote %s/study.{md,csv,json}.', out)
   print(to_markdown(rows, command))
 
 

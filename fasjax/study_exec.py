@@ -125,8 +125,10 @@ class Progress:
   cells left): with N slots busy, N cells finish per mean cell time.
   """
 
-  def __init__(self, total: int, done: int, parallel: int = 1):
+  def __init__(self, total: int, done: int, parallel: int = 1,
+               on_finished: Callable[[CellTask], None] | None = None):
     self.total, self.done, self.parallel = total, done, max(1, parallel)
+    self.on_finished = on_finished
     self.run_times: list[float] = []
     self.running = 0
 
@@ -145,10 +147,14 @@ class Progress:
       line += f', ETA {format_duration(eta)}'
     return line
 
-  def finished(self, seconds: float | None) -> None:
+  def finished(self, seconds: float | None,
+               task: CellTask | None = None) -> None:
+    """Counts a finished cell; hands its task to `on_finished` (archive)."""
     self.done += 1
     if seconds is not None:
       self.run_times.append(seconds)
+    if task is not None and self.on_finished is not None:
+      self.on_finished(task)
 
 
 # ------------------------------------------------------ devices and slots
@@ -326,7 +332,7 @@ class LocalExecutor:
           free.insert(0, slot)
           progress.running = len(running)
           if proc.returncode == 0:
-            progress.finished(time.time() - t0)
+            progress.finished(time.time() - t0, task)
             logging.info('%s (cell %s took %s)', progress.line(), task.name,
                          format_duration(time.time() - t0))
           else:
@@ -569,7 +575,7 @@ class SlurmExecutor:
           logging.error(failures[-1])
           continue
         t0 = started.get(jid, t_submit)
-        progress.finished(time.time() - t0)
+        progress.finished(time.time() - t0, task)
         logging.info('%s (cell %s, job %s)', progress.line(), task.name, jid)
       if states is not None:
         progress.running = sum(1 for j in jobs if states.get(j) == 'RUNNING')

@@ -284,3 +284,166 @@ def test_aggregate_two_level_bootstrap_from_saved_scores(tmp_path):
                          for s in seeds]))
   assert (low, high) == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])),
                                       abs=1e-12)
+
+
+# Studies kept in archives and split over folders (fasjax/study_archive.py).
+
+from fasjax import study_archive  # pylint: disable=g-import-not-at-top
+
+
+def test_a_split_study_merged_equals_the_study_run_in_one(tmp_path):
+  seeds_of = {'full': [0, 1, 2, 3], 'no_meta': [0, 1, 2, 3]}
+  whole = str(tmp_path / 'whole')
+  cells, values = _fake_study(whole, list(seeds_of), seeds_of,
+                              np.random.default_rng(3), with_scores=True)
+  # The same cells, copied into two halves as two machines would have run
+  # them: seeds 0, 1 in one folder, 2, 3 in the other.
+  halves = [str(tmp_path / 'a'), str(tmp_path / 'b')]
+  for cell in cells:
+    study_archive.archive_cell(os.path.join(whole, cell.subdir),
+                               halves[cell.seed // 2], cell.subdir)
+  assert sorted(c.seed for c in study.finished_cells(cells, halves[:1])) == [
+      0, 0, 1, 1]
+  # The command line: --aggregate_only over the halves writes the tables.
+  out = str(tmp_path / 'merged')
+  cmd = [sys.executable, '-m', 'fasjax.study', '--protocols=ocm_to_i',
+         '--variants=full,no_meta', '--seeds=0,1,2,3', '--synthetic',
+         f'--workdir={out}', f'--cells_from={",".join(halves)}',
+         '--aggregate_only']
+  run = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True,
+                       text=True, timeout=120)
+  assert run.returncode == 0, run.stderr[-3000:]
+  study.write_outputs(study.aggregate(cells, whole, True), whole, 'x')
+  merged, single = (_read(os.path.join(d, 'study.json'))['rows']
+                    for d in (out, whole))
+  assert merged == single
+  assert [r['n_seeds'] for r in merged] == [4, 4]
+  full = merged[0]
+  assert full['protocol_hter_values'] == pytest.approx(
+      [values[('full', s)]['protocol'][0] for s in range(4)], abs=1e-12)
+
+
+def test_the_same_cell_with_different_results_is_refused(tmp_path):
+  seeds_of = {'full': [0]}
+  a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
+  cells, _ = _fake_study(a, ['full'], seeds_of, np.random.default_rng(4))
+  _fake_study(b, ['full'], seeds_of, np.random.default_rng(5))
+  with pytest.raises(study_archive.CellConflictError, match='Keep one'):
+    study.aggregate(cells, [a, b], True)
+  # An identical copy (the same run archived twice) is no conflict.
+  study_archive.archive_cell(os.path.join(a, cells[0].subdir),
+                             str(tmp_path / 'c'), cells[0].subdir)
+  assert study.aggregate(cells, [a, str(tmp_path / 'c')], True)[0][
+      'n_seeds'] == 1
+
+
+def test_archive_keeps_the_small_files_only(tmp_path):
+  cell_dir = tmp_path / 'run'
+  (cell_dir / 'checkpoints' / '100').mkdir(parents=True)
+  (cell_dir / 'checkpoints' / '100' / 'state').write_text('big')
+  names = ['config.json', 'provenance.json', 'metrics.jsonl',
+           'target_scores_step100.json', 'study_cell.log',
+           'eval_results.json']
+  for name in names:
+    (cell_dir / name).write_text(name)
+  with pytest.raises(FileNotFoundError, match='not finished'):
+    study_archive.archive_cell(str(cell_dir), str(tmp_path / 'arch'), 'x/y')
+  (cell_dir / 'results.json').write_text('{}')
+  target = study_archive.archive_cell(str(cell_dir), str(tmp_path / 'arch'),
+                                      'x/y')
+  assert sorted(os.listdir(target)) == sorted(
+      ['config.json', 'provenance.json', 'metrics.jsonl',
+       'target_scores_step100.json', 'results.json'])
+  assert study_archive.kept_files(str(cell_dir))[-1] == 'results.json'
+  assert (tmp_path / 'arch' / 'x' / 'y' / 'metrics.jsonl').read_text() == (
+      'metrics.jsonl')
+
+
+class _WritingExecutor:
+  """Stands in for training: writes each task's results and a checkpoint."""
+
+  parallel = 1
+
+  def __init__(self):
+    self.ran = []
+
+  def run(self, tasks, progress):
+    for task in tasks:
+      os.makedirs(os.path.join(task.cell_dir, 'checkpoints'), exist_ok=True)
+      with open(os.path.join(task.cell_dir, 'results.json'), 'w') as f:
+        json.dump({'cell': task.name}, f)
+      self.ran.append(task.name)
+      progress.finished(1.0, task)
+    return []
+
+
+def test_cells_are_archived_as_they_finish_and_not_rerun(tmp_path):
+  cells = study.make_cells(['ocm_to_i'], ['full', 'no_meta'], [0, 1], True,
+                           ['smoke'])
+  archive = str(tmp_path / 'archive')
+  executor = _WritingExecutor()
+  seen = []
+  original = study_archive.archive_cell
+  def spy(cell_dir, folder, subdir):
+    # Each cell reaches the archive before the next one starts.
+    assert len(seen) == len(executor.ran) - 1
+    seen.append(subdir)
+    return original(cell_dir, folder, subdir)
+  study_archive.archive_cell = spy
+  try:
+    study.run_study(cells[:3], str(tmp_path / 'w1'), executor=executor,
+                    archive=archive)
+  finally:
+    study_archive.archive_cell = original
+  assert seen == [c.subdir for c in cells[:3]]
+  for cell in cells[:3]:
+    assert sorted(os.listdir(os.path.join(archive, cell.subdir))) == [
+        'results.json']
+  # The workdir is lost (a machine reset); the study resumes from the
+  # archive in a new workdir and runs only the missing cell.
+  executor = _WritingExecutor()
+  study.run_study(cells, str(tmp_path / 'w2'), executor=executor,
+                  archive=archive)
+  assert executor.ran == [cells[3].subdir]
+  assert study_archive.is_finished(archive, cells[3].subdir)
+  # A finished cell of the workdir missing from the archive is synced.
+  executor = _WritingExecutor()
+  w3 = str(tmp_path / 'w3')
+  os.makedirs(os.path.join(w3, cells[0].subdir))
+  with open(os.path.join(w3, cells[0].subdir, 'results.json'), 'w') as f:
+    f.write('{}')
+  study.run_study(cells[:1], w3, executor=executor,
+                  archive=str(tmp_path / 'archive2'))
+  assert executor.ran == []
+  assert study_archive.is_finished(str(tmp_path / 'archive2'),
+                                   cells[0].subdir)
+
+
+def test_final_training_losses_from_metrics_jsonl(tmp_path):
+  seeds_of = {'full': [0, 1]}
+  cells, _ = _fake_study(str(tmp_path), ['full'], seeds_of,
+                         np.random.default_rng(6))
+  finals = {0: {'loss': 3.0, 'cls': 0.25, 'trip': 0.5},
+            1: {'loss': 2.0, 'cls': 0.35, 'trip': 0.25}}
+  for seed, last in finals.items():
+    lines = [{'step': 1, 'kind': 'hparams', 'values': {'lr': 1e-3}},
+             {'step': 10, 'kind': 'scalars',
+              'values': {f'train/{k}': 9.0 for k in last}},
+             {'step': 20, 'kind': 'scalars',
+              'values': {f'train/{k}': v for k, v in last.items()}},
+             {'step': 20, 'kind': 'scalars', 'values': {'eval/hter': 0.1}}]
+    with open(os.path.join(str(tmp_path), 'ocm_to_i', 'full', f'seed{seed}',
+                           'metrics.jsonl'), 'w') as f:
+      f.write(''.join(json.dumps(x) + '\n' for x in lines))
+  row = study.aggregate(cells, str(tmp_path), True)[0]
+  for name in ('loss', 'cls', 'trip'):
+    values = [finals[s][name] for s in (0, 1)]
+    assert row[f'train_{name}_final_values'] == values
+    assert row[f'train_{name}_final_mean'] == pytest.approx(
+        statistics.mean(values))
+    assert row[f'train_{name}_final_std'] == pytest.approx(
+        statistics.stdev(values))
+  assert row['train_depth_final_values'] == []
+  md = study.to_markdown([row], 'cmd')
+  assert '## Training losses at the end' in md
+  assert '| ocm_to_i | full | 2 | 2.500 ± 0.707 | 0.300 ± 0.071 |' in md
