@@ -108,7 +108,7 @@ def protocol_config(sources: str, target: str, arg: str | None
   # 'none', 'conv' (keep conv outputs, recompute BatchNorm/ReLU), 'blocks'
   # (keep stage boundaries only) or 'domains' (domains one after another,
   # recomputed one at a time). REMAT_DEFAULT fits the paper-size step on one
-  # 24 GB accelerator (README, "Running on GPU and TPU").
+  # 24 GB accelerator (docs/accelerators.md#memory).
   c.model.remat = REMAT_DEFAULT
 
   c.loss = ml_collections.ConfigDict()

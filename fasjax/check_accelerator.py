@@ -54,7 +54,7 @@ from fasjax.models import layers
 
 CONFIG_ARGS = {'paper': None, 'synthetic': 'synthetic'}
 NUM_CLASSES = 13
-GB = 1e9  # decimal gigabytes, as the README and XLA-estimate figures
+GB = 1e9  # decimal gigabytes, as in docs/accelerators.md and XLA estimates
 _OOM_MARKERS = ('RESOURCE_EXHAUSTED', 'out of memory', 'Out of memory',
                 'OutOfMemory', 'Resource exhausted')
 

@@ -231,7 +231,7 @@ def cpu_malloc_hint(mode: str, backend: str, ld_preload: str) -> Optional[str]:
   if mode != 'train' or backend != 'cpu' or 'malloc' in ld_preload:
     return None
   # glibc returns XLA's large temporaries to the kernel after every step;
-  # refaulting them cost ~15% of a CPU step (README, Performance).
+  # refaulting them cost ~15% of a CPU step (docs/performance.md).
   return ('On CPUs, training runs ~15% faster with tcmalloc: '
           'LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4'
           ' TCMALLOC_RELEASE_RATE=0 (Debian package libtcmalloc-minimal4).')

@@ -83,7 +83,7 @@ def load(config: ml_collections.ConfigDict, domain: str,
   return _load_or_prepare(name, builder_config, splits, data_dir)
 
 
-# Where README's build commands expect each unpacked release, under RAW/.
+# Where the build commands (docs/datasets.md) expect each release, under RAW/.
 _RAW_FOLDERS = {'oulu_npu': 'OULU-NPU', 'casia_fasd': 'CASIA-FASD',
                 'replay_attack': 'replayattack', 'msu_mfsd': 'MSU-MFSD'}
 
@@ -128,7 +128,7 @@ def check_prepared(config: ml_collections.ConfigDict) -> None:
         f'{"is" if len(missing) == 1 else "are"} not prepared in '
         f'data_dir={shown_dir}: {", ".join(missing)}. Build '
         f'{"it" if len(missing) == 1 else "each"} from its licensed raw '
-        'release unpacked under RAW/ (README, Real datasets), or add '
+        'release unpacked under RAW/ (docs/datasets.md), or add '
         ':synthetic to --config for the built-in benchmark:\n' + commands)
 
 

@@ -7,7 +7,7 @@ exactly the step `launch.py` runs on a bare accelerator image.
 `model.conv_impl='auto'` (the default) is resolved here, per backend
 (`resolve_conv_impl`): 'matmul' on CPUs at width >= 0.5, where its
 weight-gradient matmuls beat XLA:CPU's convolution gradients
-(benchmarks/train_step.py, README "Performance"), and 'xla' elsewhere: on
+(benchmarks/train_step.py, docs/performance.md), and 'xla' elsewhere: on
 GPUs and TPUs the native convolution gradients are the fast path, and at the
 synthetic configs' width 0.125 the two paths are within noise on a CPU.
 """

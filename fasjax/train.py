@@ -67,7 +67,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def out_of_memory_message(peak_bytes: float | None, remat: str,
                           devices: int) -> str:
-  """What to do when the step does not fit (README, Running on GPU and TPU)."""
+  """What to do when the step does not fit (docs/accelerators.md)."""
   peak = ('unknown' if peak_bytes is None
           else f'{peak_bytes / 1e9:.1f} GB per device')
   return (f'The train step ran out of device memory (XLA\'s estimate of its '
@@ -76,8 +76,8 @@ def out_of_memory_message(peak_bytes: float | None, remat: str,
           '(least memory) or conv; more devices (the batch is split '
           'over all visible devices); bfloat16 compute, '
           '--config.model.dtype=bfloat16; or a smaller '
-          '--config.data.per_class_batch. README, "Running on GPU and TPU", '
-          'lists the memory of each policy.')
+          '--config.data.per_class_batch. docs/accelerators.md#memory lists '
+          'the memory of each policy.')
 
 
 def compile_train_step(train_step: Any, state: meta.TrainState,

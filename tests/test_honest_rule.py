@@ -11,7 +11,7 @@ def _entry(step, dev_eer, hter, auc):
 
 
 def test_honest_ties_go_to_the_earliest_step():
-  # The README demo's pattern: the dev EER ties at most evaluations while the
+  # The demo's pattern: the dev EER ties at most evaluations while the
   # target keeps improving; the honest rule must not look at the target.
   history = [_entry(200, 0.10, 0.40, 0.70), _entry(400, 0.05, 0.37, 0.76),
              _entry(600, 0.05, 0.30, 0.80), _entry(800, 0.05, 0.25, 0.86),
