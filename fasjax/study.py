@@ -134,7 +134,12 @@ class Cell:
 def make_cells(protocols: Sequence[str], variants: Sequence[str],
                seeds: Sequence[int], synthetic: bool,
                config_args: Sequence[str]) -> list[Cell]:
-  """Every (protocol, variant, seed) cell with its config argument string."""
+  """Every (protocol, variant, seed) cell with its config argument string.
+
+  Seed by seed (every variant of seed 0, then of seed 1, ...): a study
+  stopped early, or still running, then has complete paired seeds to
+  compare its variants on.
+  """
   for p in protocols:
     if not os.path.exists(os.path.join(ROOT, 'configs', f'{p}.py')):
       raise ValueError(f'Unknown protocol {p!r}: no configs/{p}.py.')
@@ -144,8 +149,8 @@ def make_cells(protocols: Sequence[str], variants: Sequence[str],
   base = (['synthetic'] if synthetic else []) + list(config_args)
   cells = []
   for p in protocols:
-    for v in variants:
-      for s in seeds:
+    for s in seeds:
+      for v in variants:
         arg = ','.join(base + ([] if v == 'full' else [v]) + [f'seed={s}'])
         common.parse_arg(arg)  # Fail before any training on a bad argument.
         cells.append(Cell(p, v, int(s), arg))

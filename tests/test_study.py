@@ -125,8 +125,8 @@ def test_bad_variant_fails_before_training():
   cells = study.make_cells(['ocm_to_i'], ['full', 'no_meta'], [0, 1], True,
                            ['smoke'])
   assert [c.config_arg for c in cells] == [
-      'synthetic,smoke,seed=0', 'synthetic,smoke,seed=1',
-      'synthetic,smoke,no_meta,seed=0', 'synthetic,smoke,no_meta,seed=1']
+      'synthetic,smoke,seed=0', 'synthetic,smoke,no_meta,seed=0',
+      'synthetic,smoke,seed=1', 'synthetic,smoke,no_meta,seed=1']
 
 
 # Aggregation statistics on hand-written cells (no training, no JAX); every
