@@ -5,7 +5,9 @@ import argparse
 import json
 from typing import Any
 
-from configs import ocm_to_i  # Run with PYTHONPATH=. (the repository root).
+import repo_root  # pylint: disable=unused-import  # checkout root on sys.path
+
+from configs import ocm_to_i
 from fasjax.models import layers
 
 _CONV_IMPLS = getattr(layers, 'CONV_IMPLS_AND_AUTO',

@@ -17,8 +17,8 @@ Medians of --repeats calls after one warm-up each. Prints one line per layer
 (GFLOP/s) and the totals; with --json one JSON object. The meta learner's
 convs (8x8 and smaller maps, <1% of the FLOPs) are left out.
 
-  PYTHONPATH=. python benchmarks/conv_layers.py
-  PYTHONPATH=. python benchmarks/conv_layers.py --size=32 --width=0.5 --json
+  python benchmarks/conv_layers.py
+  python benchmarks/conv_layers.py --size=32 --width=0.5 --json
 """
 
 import argparse
@@ -31,6 +31,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
+
+import repo_root  # pylint: disable=unused-import  # checkout root on sys.path
 
 from fasjax.models import fast_conv
 import bench_common  # benchmarks/, next to this script

@@ -13,8 +13,8 @@ A useful benchmark is clearly learnable in-domain, clearly imperfect across
 domains (naive colour and layout statistics do not transfer) and still above
 chance across domains on average (texture cues do).
 
-  PYTHONPATH=. python benchmarks/domain_shift.py  # from the repository root
-  PYTHONPATH=. python benchmarks/domain_shift.py --large --data_dir=DIR
+  python benchmarks/domain_shift.py  # from the repository root
+  python benchmarks/domain_shift.py --large --data_dir=DIR
 
 `--large` measures the `<domain>_large` configs; with `--data_dir` the frames
 are read from a built tfds data dir (`python -m
@@ -32,10 +32,12 @@ from sklearn import linear_model
 from sklearn import pipeline
 from sklearn import preprocessing
 
+import repo_root  # pylint: disable=unused-import  # checkout root on sys.path
+
 from fasjax import metrics
 from fasjax.datasets.synthetic_fas import synthetic_fas
 
-COMMAND = 'PYTHONPATH=. python benchmarks/domain_shift.py'
+COMMAND = 'python benchmarks/domain_shift.py'
 PROTOCOLS = (('oci', 'm'), ('omi', 'c'), ('ocm', 'i'), ('icm', 'o'))
 
 def _radial_energy(channel: np.ndarray, bands: int) -> np.ndarray:

@@ -7,8 +7,8 @@ tf.data eval pipeline (decode, resize, HSV) feeding the jitted step, as
 training's periodic evaluation runs it. Parameters are freshly initialised:
 speed does not depend on their values.
 
-  PYTHONPATH=. python benchmarks/eval.py --json
-  PYTHONPATH=. python benchmarks/eval.py --conv-impl=matmul --json
+  python benchmarks/eval.py --json
+  python benchmarks/eval.py --conv-impl=matmul --json
 """
 
 import argparse
@@ -25,10 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fasjax import evaluate
-from fasjax import input_pipeline
+import repo_root  # pylint: disable=unused-import  # checkout root on sys.path
+
 from fasjax import meta
-from fasjax.datasets import prepare_synthetic
 from fasjax.models import layers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -56,6 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
   """Times the predict step, then one pass over the target's frames."""
+  # Imported here so that --help answers without loading TensorFlow.
+  from fasjax import evaluate
+  from fasjax import input_pipeline
+  from fasjax.datasets import prepare_synthetic
   nets = train_step_bench.make_networks(args.width, args.conv_impl)
   tx = meta.make_optimizer(1e-3, 0.9, 0.999, 1e-8, 5e-5)
   with jax.threefry_partitionable(False):

@@ -5,8 +5,8 @@ and PNG decode, per-(domain, class) shuffling, resize, random horizontal flip
 (with the parsing left/right swap), PIL-exact HSV, batching and stacking over
 domains, consumed as numpy arrays. The data is generated on first use.
 
-  PYTHONPATH=. python benchmarks/input_pipeline.py --json
-  PYTHONPATH=. python benchmarks/input_pipeline.py --size=256 --json
+  python benchmarks/input_pipeline.py --json
+  python benchmarks/input_pipeline.py --size=256 --json
 
 Compare `images_per_s` with `jax_images_per_s` of benchmarks/train_step.py at
 the same size: the pipeline should deliver several times what a step eats
@@ -22,10 +22,8 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import tensorflow as tf
+import repo_root  # pylint: disable=unused-import  # checkout root on sys.path
 
-from fasjax import input_pipeline
-from fasjax.datasets import prepare_synthetic
 import bench_common  # benchmarks/, next to this script
 
 DEFAULT_DATA_DIR = os.path.join('/tmp', 'fasjax_bench_data')
@@ -47,8 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-def make_dataset(args: argparse.Namespace) -> tf.data.Dataset:
+def make_dataset(args: argparse.Namespace) -> 'tf.data.Dataset':
   """The training stream of the chosen synthetic source domains."""
+  # Imported here so that --help answers without loading TensorFlow.
+  from fasjax import input_pipeline
+  from fasjax.datasets import prepare_synthetic
   configs = [d + ('_smoke' if args.smoke else '')
              for d in args.domains.split(',')]
   prepare_synthetic.prepare(configs, args.data_dir)

@@ -13,9 +13,10 @@ CASIA-FASD 600, a third at 1280x720 and the rest at 640x480; Replay-Attack
 1200 at 320x240; MSU-MFSD 280 at 640x480 (laptop) and 720x480 (android;
 timed as 640x480). All are long enough to give 25 sampled frames.
 
-  PYTHONPATH=. python benchmarks/preprocess.py  # from the repository root
+  python benchmarks/preprocess.py  # from the repository root
 """
 
+import argparse
 import os
 import pathlib
 import tempfile
@@ -26,11 +27,13 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
+import repo_root  # pylint: disable=unused-import  # checkout root on sys.path
+
 from fasjax.preprocess import chain
 from fasjax.preprocess import config as config_lib
 from fasjax.preprocess import video
 
-COMMAND = 'PYTHONPATH=. python benchmarks/preprocess.py'
+COMMAND = 'python benchmarks/preprocess.py'
 SAMPLING = config_lib.Sampling()
 REPEATS = 3
 RESOLUTIONS = ((1920, 1080), (1280, 720), (640, 480), (320, 240))
@@ -107,4 +110,8 @@ def main():
 
 
 if __name__ == '__main__':
+  # No options; --help describes the benchmark instead of running it.
+  argparse.ArgumentParser(
+      description=__doc__.split('\n\n')[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
   main()

@@ -10,8 +10,8 @@ same for the PyTorch port's step (`torch.profiler`, self time per aten op;
 side: if JAX's gemm time alone exceeds PyTorch's whole step, no removal of
 elementwise work can make the JAX step the faster one; only faster kernels can.
 
-  PYTHONPATH=. python benchmarks/profile_step.py --conv-impl=matmul --torch
-  PYTHONPATH=. python benchmarks/profile_step.py --size=64 --width=0.5 --top=20
+  python benchmarks/profile_step.py --conv-impl=matmul --torch
+  python benchmarks/profile_step.py --size=64 --width=0.5 --top=20
 
 The trace (TensorBoard / Perfetto) stays in --trace_dir for a closer look.
 """
@@ -28,6 +28,8 @@ import time
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
+
+import repo_root  # pylint: disable=unused-import  # checkout root on sys.path
 
 from fasjax import meta
 from fasjax.models import layers

@@ -29,10 +29,10 @@ one more compile, not in `compile_s`). Either way the remat policy's
 recomputation is counted: `jax.checkpoint` puts the recomputed forward into
 the backward pass behind optimisation barriers.
 
-  PYTHONPATH=. python benchmarks/train_step.py --json              # defaults
-  PYTHONPATH=. python benchmarks/train_step.py --conv-impl=matmul --json
-  PYTHONPATH=. python benchmarks/train_step.py --size=256 --analyze-only --json
-  PYTHONPATH=. python benchmarks/train_step.py --size=256 --remat=none \
+  python benchmarks/train_step.py --json              # defaults
+  python benchmarks/train_step.py --conv-impl=matmul --json
+  python benchmarks/train_step.py --size=256 --analyze-only --json
+  python benchmarks/train_step.py --size=256 --remat=none \
       --analyze-only --json
 
 `--analyze-only` compiles the JAX step without running it and prints XLA's
@@ -50,6 +50,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+import repo_root  # pylint: disable=unused-import  # checkout root on sys.path
 
 from fasjax import check_accelerator
 from fasjax import meta
