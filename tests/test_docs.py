@@ -8,8 +8,8 @@ import pytest
 
 import markdown_docs
 
-PAGES = markdown_docs.pages()
 ROOT = markdown_docs.ROOT
+PAGES = markdown_docs.pages() + [ROOT / 'benchmarks' / 'README.md']
 
 
 def _broken_links(page: pathlib.Path, root: pathlib.Path = ROOT) -> list[str]:
