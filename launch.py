@@ -61,6 +61,7 @@ def run(config, workdir: str, mode: str) -> None:
   import tensorflow as tf
 
   from fasjax import checkpoint_eval
+  from fasjax import compilation_cache
   from fasjax import config_checks
   from fasjax import data
   from fasjax import logs
@@ -76,6 +77,8 @@ def run(config, workdir: str, mode: str) -> None:
   logs.quiet_library_logs()
   # Before anything is written: the config's values, then every dataset.
   config_checks.validate(config)
+  # Before the first compile: a rerun loads its programs from the cache.
+  compilation_cache.configure(config.compilation_cache_dir)
   data.check_prepared(config)
   logging.info('JAX devices: %s', jax.devices())
   hint = cli.cpu_malloc_hint(mode, jax.default_backend(),

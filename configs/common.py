@@ -25,6 +25,8 @@ The paper's defaults (without `synthetic`) are 256x256x6 inputs, MADDG widths,
 
 import ml_collections
 
+from fasjax import compilation_cache
+
 DOMAIN_NAMES = {'o': 'OULU-NPU', 'c': 'CASIA-FASD', 'i': 'Replay-Attack',
                 'm': 'MSU-MFSD'}
 REAL_BUILDERS = {'o': 'oulu_npu', 'c': 'casia_fasd', 'i': 'replay_attack',
@@ -142,6 +144,9 @@ def protocol_config(sources: str, target: str, arg: str | None
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.eval_batch_size = 64
+  # JAX's persistent compilation cache (fasjax/compilation_cache.py): a rerun
+  # loads the compiled step instead of compiling it; '' turns it off.
+  c.compilation_cache_dir = compilation_cache.default_dir()
 
   if args['synthetic']:
     # Sized so the README demo ends within 15 minutes on 2 CPU cores.

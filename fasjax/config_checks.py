@@ -6,6 +6,7 @@ import jax
 import ml_collections
 import tensorflow_datasets as tfds
 
+from fasjax import compilation_cache
 from fasjax.models import layers
 
 
@@ -60,6 +61,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'meta-learning needs at least two source domains (one meta-test)')
   _require(bool(config.data.dev_domains), 'data.dev_domains',
            'the honest threshold needs at least one source with a dev split')
+  if 'compilation_cache_dir' in config:  # Absent from older configs.
+    why = compilation_cache.problem(config.compilation_cache_dir)
+    _require(why is None, 'compilation_cache_dir', str(why))
   _check_builders(config, sources + [target] + list(config.data.dev_domains))
   _check_devices(config)
 

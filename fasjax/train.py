@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from fasjax import checkpoint
+from fasjax import compilation_cache
 from fasjax import config_checks
 from fasjax import data
 from fasjax import evaluate
@@ -85,14 +86,18 @@ def compile_train_step(train_step: Any, state: meta.TrainState,
   """The compiled step and XLA's estimate of its peak bytes per device."""
   logging.info('Compiling the train step...')
   t0 = time.time()
-  compiled = train_step.lower(state, batch).compile()
+  lowered = train_step.lower(state, batch)
+  t1 = time.time()
+  with compilation_cache.watch() as lookups:
+    compiled = lowered.compile()
+  done = compilation_cache.outcome(lookups, time.time() - t1)
   peak = None
   memory = compiled.memory_analysis()
   if memory is not None:
     peak = (memory.argument_size_in_bytes + memory.output_size_in_bytes
             + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
-  logging.info('Compiled the train step in %.1f s; XLA\'s estimate of its '
-               'peak memory: %s per device.', time.time() - t0,
+  logging.info('Train step traced (%.1f s) and %s; XLA\'s estimate of its '
+               'peak memory: %s per device.', t1 - t0, done,
                'unknown' if peak is None else f'{peak / 1e9:.2f} GB')
   return compiled, peak
 
@@ -126,6 +131,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, Any]:
   """Trains (resuming if possible), evaluates, and writes results.json."""
   config_checks.validate(config)
+  if 'compilation_cache_dir' in config:  # Absent from older configs.
+    compilation_cache.configure(config.compilation_cache_dir)
   lock = (workdir_lock.hold(workdir) if is_lead()
           else contextlib.nullcontext())
   with lock:

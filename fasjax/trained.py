@@ -17,6 +17,7 @@ from typing import Any
 import ml_collections
 
 from fasjax import checkpoint_eval
+from fasjax import compilation_cache
 from fasjax import meta
 
 PyTree = Any
@@ -58,6 +59,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   for key, value in _LATER_MODEL_FIELDS.items():
     if key not in config.model:
       config.model[key] = value
+  # The training machine's cache directory means nothing here.
+  if 'compilation_cache_dir' in config:
+    config.compilation_cache_dir = compilation_cache.default_dir()
   return config
 
 
