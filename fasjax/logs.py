@@ -73,6 +73,35 @@ class JsonLinesWriter(metric_writers.MetricWriter):
     """Nothing to close."""
 
 
+def format_hparams(hparams: Mapping[str, Any]) -> str:
+  """One `name = value` line per hyper-parameter, sorted, nested keys dotted."""
+  flat: dict[str, Any] = {}
+
+  def walk(prefix: str, node: Mapping[str, Any]) -> None:
+    for key, value in node.items():
+      name = f'{prefix}{key}'
+      if isinstance(value, Mapping) and value:
+        walk(name + '.', value)
+      else:
+        flat[name] = value
+
+  walk('', hparams)
+  return '\n'.join(f'{name} = {flat[name]!r}' for name in sorted(flat))
+
+
+class HparamsBlockLoggingWriter(metric_writers.LoggingWriter):
+  """clu's LoggingWriter, but hyper-parameters as a block, one per line.
+
+  clu logs them as one dict on one line (a config is ~60 fields), which
+  nobody reads in a log.
+  """
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    """Logs `Hyper-parameters:` and then the `name = value` lines, indented."""
+    block = format_hparams(hparams).replace('\n', '\n  ')
+    absl_logging.info('Hyper-parameters:\n  %s', block)
+
+
 class _DropLibraryInfo(logging.Filter):
   """Drops library records that are not the user's business.
 
@@ -265,13 +294,16 @@ class Progress:
 
 
 def create_writer(workdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard + logging (clu default writer) + WORKDIR/metrics.jsonl.
+  """Logging (hparams as a block), TensorBoard and WORKDIR/metrics.jsonl.
 
-  In multi-process runs only process 0 writes files; the others only log.
+  What clu's default writer does, with `HparamsBlockLoggingWriter` for its
+  LoggingWriter. In multi-process runs only process 0 writes files; the
+  others only log.
   """
   if jax.process_index() > 0:
-    return metric_writers.create_default_writer(workdir, just_logging=True)
+    return metric_writers.MultiWriter([HparamsBlockLoggingWriter()])
   return metric_writers.MultiWriter([
-      metric_writers.create_default_writer(workdir, asynchronous=False),
+      HparamsBlockLoggingWriter(),
+      metric_writers.SummaryWriter(workdir),
       JsonLinesWriter(os.path.join(workdir, 'metrics.jsonl')),
   ])

@@ -1,9 +1,11 @@
-"""fasjax.logs: the moving-window ETA, the compilation announcement, the filter.
+"""fasjax.logs: the ETA, the compilation announcement, the filter, hparams.
 
 The ETA is checked against arithmetic on a fake clock; the filter against
-the exact lines tfds and JAX emit.
+the exact lines tfds and JAX emit; the hyper-parameter block against one
+written out by hand.
 """
 
+import json
 import logging
 
 from fasjax import logs
@@ -94,3 +96,38 @@ def test_filter_drops_library_noise_and_keeps_the_users_lines():
   assert keep(_record('Dataset broken', '/site-packages/tensorflow_datasets/'
                       'core/b.py', level=logging.WARNING))
   assert keep(_record('Training took 3.0 s.'))
+
+
+def test_hparams_block_is_sorted_dotted_one_per_line():
+  hparams = {'seed': 3, 'protocol': 'ocm_to_i',
+             'model': {'width': 0.125, 'remat': 'none', 'dtype': 'float32'},
+             'data': {'sources': ['o', 'c', 'm'], 'data_dir': None,
+                      'builders': {'i': 'synthetic_fas/i'}},
+             'empty': {}}
+  assert logs.format_hparams(hparams) == '\n'.join([
+      "data.builders.i = 'synthetic_fas/i'",
+      'data.data_dir = None',
+      "data.sources = ['o', 'c', 'm']",
+      'empty = {}',
+      "model.dtype = 'float32'",
+      "model.remat = 'none'",
+      'model.width = 0.125',
+      "protocol = 'ocm_to_i'",
+      'seed = 3',
+  ])
+
+
+def test_run_writer_logs_the_hparams_block_and_still_writes_jsonl(
+    tmp_path, caplog):
+  caplog.set_level(logging.INFO)
+  writer = logs.create_writer(str(tmp_path))
+  writer.write_hparams({'optim': {'lr': 0.001, 'b1': 0.9}, 'num_steps': 6})
+  writer.write_scalars(1, {'loss': 2.5})
+  writer.flush()
+  messages = [r.getMessage() for r in caplog.records
+              if 'Hyper-parameters' in r.getMessage()]
+  assert messages == ['Hyper-parameters:\n  num_steps = 6\n  optim.b1 = 0.9\n'
+                      '  optim.lr = 0.001']
+  lines = (tmp_path / 'metrics.jsonl').read_text().splitlines()
+  assert [json.loads(line)['kind'] for line in lines] == ['hparams', 'scalars']
+  assert list(tmp_path.glob('events.out.tfevents.*'))
