@@ -8,10 +8,13 @@ downscaled to 320 px, the largest confident face, a square crop enlarged by
 25% per side and resized to 256) and then exactly the evaluation input
 conversion (antialiased resize to the model's side S, RGB/255 ‖ PIL HSV).
 Frames without a face borrow the nearest detected box of their video (marked
-`"detected": false`), as in the builders.
+`"detected": false`), as in the builders. An upside-down input is turned
+upright first, as in the builders (`"turned180": true`; its boxes and
+overlays are in the turned frame).
 
 One JSON object per input is printed on stdout, in input order:
-`{"input", "p_live", "decision", "threshold", "step", "frames": [{"index",
+`{"input", "p_live", "decision", "threshold", "step", "turned180",
+"frames": [{"index",
 "p_live", "box": [x, y, w, h], "detected"}]}` where `p_live` is the mean
 P(live) of the frames (the video score of docs/design.md §3) and `decision` is
 `live` iff p_live >= threshold, the run's honest threshold (fasjax.trained).
@@ -104,15 +107,22 @@ def read_frames(path: str, settings: Settings) -> list[tuple[int, np.ndarray]]:
   return frames
 
 
-def find_faces(frames: Sequence[np.ndarray], detector: detect.FaceDetector
-               ) -> tuple[list[detect.Box], list[bool]]:
-  """One face box per frame (borrowed from the nearest frame if missed)."""
-  found = detector.detect(list(frames))
+def find_faces(frames: Sequence[np.ndarray], detector: detect.FaceDetector,
+               auto_orient: bool = True
+               ) -> tuple[list[np.ndarray], list[detect.Box], list[bool], bool]:
+  """(frames, one face box per frame, detected, turned180).
+
+  An upside-down input is turned upright first (detect.detect_upright); the
+  boxes are in the returned frames' pixels. A frame without a face borrows
+  the nearest frame's box.
+  """
+  frames, found, turned = detect.detect_upright(detector, list(frames),
+                                                auto_orient)
   boxes = detect.fill_missing(found)
   if boxes is None:
     what = 'the image' if len(frames) == 1 else f'any of {len(frames)} frames'
     raise InputError(f'no face detected in {what}')
-  return boxes, [b is not None for b in found]
+  return frames, boxes, [b is not None for b in found], turned
 
 
 def model_inputs(frames: Sequence[np.ndarray], boxes: Sequence[detect.Box],
@@ -160,20 +170,21 @@ def predict_one(path: str, model: trained.TrainedModel,
   """The JSON object of one input (raises InputError if it cannot be scored)."""
   from fasjax import trained
   indexed = read_frames(path, settings)
-  frames = [f for _, f in indexed]
-  boxes, detected = find_faces(frames, detector)
+  frames, boxes, detected, turned = find_faces(
+      [f for _, f in indexed], detector, settings.chain.auto_orient)
   p_frames = score(predict_fn, model,
                    model_inputs(frames, boxes, settings.chain,
                                 model.image_size))
   p_live = float(np.mean(p_frames))
   decision = trained.decide(p_live, model.threshold)
   if overlay_prefix is not None:
-    for (index, frame), box, p in zip(indexed, boxes, p_frames):
+    for (index, _), frame, box, p in zip(indexed, frames, boxes, p_frames):
       draw_overlay(frame, box, float(p), trained.decide(float(p), model.threshold)
                    ).save(f'{overlay_prefix}_f{index:05d}.png')
   return {
       'input': path, 'p_live': p_live, 'decision': decision,
       'threshold': model.threshold, 'step': model.step,
+      'turned180': turned,
       'frames': [{'index': int(i), 'p_live': float(p),
                   'box': [round(float(v), 1) for v in (b.x, b.y, b.w, b.h)],
                   'detected': bool(d)}

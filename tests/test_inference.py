@@ -52,6 +52,7 @@ def files(tmp_path_factory):
   d = tmp_path_factory.mktemp('inputs')
   photo = skdata.astronaut()
   Image.fromarray(photo).save(d / 'astronaut.png')
+  Image.fromarray(np.rot90(photo, 2)).save(d / 'upside_down.png')
   small = Image.fromarray(photo).resize((256, 256))
   media.write_video(d / 'astronaut.avi',
                [np.asarray(small.rotate(0, translate=(2 * i, i)))
@@ -73,7 +74,7 @@ def predicted(model, files):
   """predict_paths over good and bad inputs, with overlays."""
   names = ['astronaut.png', 'astronaut.avi', 'missing.jpg', 'empty.png',
            'notes.txt', 'truncated.png', 'bomb.png', 'no_frames.avi',
-           'noise.png', '.']
+           'noise.png', '.', 'upside_down.png']
   settings = predict.Settings(sampling=preprocess_config.Sampling(every=2))
   overlay = str(files / 'overlay')
   results = list(predict.predict_paths([str(files / n) for n in names], model,
@@ -145,6 +146,16 @@ def test_astronaut_gets_a_score_a_decision_and_her_face_box(predicted, model):
   assert best > 0.4, (frame['box'], faces)
 
 
+def test_an_upside_down_photo_is_turned_and_scored_as_the_upright_one(
+    predicted):
+  upright, turned = (predicted[0][n] for n in ('astronaut.png',
+                                                'upside_down.png'))
+  assert turned['turned180'] and not upright['turned180']
+  # Turned upright, it is the same image: the same face box and score.
+  assert turned['frames'][0]['box'] == upright['frames'][0]['box']
+  assert turned['p_live'] == pytest.approx(upright['p_live'], abs=1e-6)
+
+
 def test_video_score_is_the_mean_of_its_sampled_frames(predicted):
   result = predicted[0]['astronaut.avi']
   frames = result['frames']
@@ -174,7 +185,8 @@ def test_overlay_draws_the_box_on_every_scored_frame(predicted):
   results, overlay = predicted
   written = sorted(os.listdir(overlay))
   assert written == ['000_astronaut_f00000.png'] + [
-      f'001_astronaut_f{i:05d}.png' for i in (0, 2, 4, 6)]
+      f'001_astronaut_f{i:05d}.png' for i in (0, 2, 4, 6)] + [
+          '010_upside_down_f00000.png']
   image = np.asarray(Image.open(os.path.join(overlay, written[0])))
   assert image.shape == skdata.astronaut().shape
   x, y, w, h = (round(v) for v in results['astronaut.png']['frames'][0]['box'])

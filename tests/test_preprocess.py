@@ -170,6 +170,45 @@ def test_frame_without_face_borrows_the_nearest_box(astronaut):
   assert (out[1].image == 90).all()
 
 
+class _ScriptedDetector:
+  """Confidence read off each frame's first pixel, upright or turned."""
+
+  def detect_scored(self, frames):
+    return [(None, float(f[0, 0, 0]) / 100) for f in frames]
+
+
+@pytest.mark.parametrize('upright, turned, expected', [
+    (90, 99, True),    # a 0.09 gain: clearly more face-like turned over
+    (90, 94, False),   # 0.04: within the margin
+    (99, 83, False),   # the astronaut's 0.99 upright vs 0.83 turned
+    (0, 0, False)])    # no face either way
+def test_upside_down_compares_probe_frames_both_ways(upright, turned,
+                                                     expected):
+  frames = []
+  for _ in range(7):
+    f = np.zeros((4, 4, 3), np.uint8)
+    f[0, 0, 0], f[-1, -1, 0] = upright, turned  # rot90(f, 2) swaps them
+    frames.append(f)
+  confidences = [upright / 100] * 7
+  assert detect.upside_down(_ScriptedDetector(), frames,
+                            confidences) is expected
+  assert detect.ORIENT_MARGIN == 0.05
+
+
+def test_an_upside_down_face_is_turned_upright_before_labelling(
+    astronaut, live_and_spoof):
+  pre = chain.Preprocessor()
+  upright = live_and_spoof[0]
+  turned, = pre.video([(0, np.rot90(astronaut, 2))], live=True)
+  assert turned.turned180 and not upright.turned180
+  # Turned back, the frame is the upright photograph: the same crop and
+  # the same labels, where the mesh alone would have labelled an upright
+  # face on an upside-down crop.
+  np.testing.assert_array_equal(turned.image, upright.image)
+  np.testing.assert_array_equal(turned.parsing, upright.parsing)
+  np.testing.assert_array_equal(turned.depth, upright.depth)
+
+
 def test_video_without_face_raises():
   blank = np.full((120, 160, 3), 90, np.uint8)
   with pytest.raises(chain.NoFaceError):

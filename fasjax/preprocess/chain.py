@@ -20,6 +20,7 @@ class FrameLabels:
   parsing: np.ndarray  # crop_size x crop_size uint8 class ids
   detected: bool  # False: the box was borrowed from the nearest frame
   mesh_score: float  # the mesh's face probability; low: doubtful labels
+  turned180: bool = False  # the video was upside down and turned upright
 
 
 class NoFaceError(Exception):
@@ -49,17 +50,19 @@ class Preprocessor:
             ) -> list[FrameLabels]:
     """Processes (frame index, RGB) frames of one video.
 
+    An upside-down video is turned upright first (ChainConfig.auto_orient).
     Frames without a face take the nearest detected box of the video; a
     video without any face raises NoFaceError.
     """
-    found = self._detector.detect([f for _, f in frames])
+    images, found, turned = detect.detect_upright(
+        self._detector, [f for _, f in frames], self.config.auto_orient)
     boxes = detect.fill_missing(found)
     if boxes is None:
       raise NoFaceError(f'no face detected in any of {len(frames)} frames')
     out = []
-    for (index, frame), box, hit in zip(frames, boxes, found):
+    for (index, _), frame, box, hit in zip(frames, images, boxes, found):
       crop = detect.crop(frame, box, self.config.margin, self.config.crop_size)
       depth, parsing, score = self.labels(crop, live)
       out.append(FrameLabels(index, crop, depth, parsing, hit is not None,
-                             score))
+                             score, turned))
     return out

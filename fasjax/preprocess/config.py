@@ -29,3 +29,6 @@ class ChainConfig:
   crop_size: int = 256
   depth_size: int = 32
   detect_size: int = 320  # MTCNN runs on frames downscaled to this side
+  # Turn a video whose face is upside down upright first (detect.upside_down);
+  # the face mesh would otherwise label it as if it were upright.
+  auto_orient: bool = True

@@ -30,7 +30,7 @@ def process_video(record: layout.VideoRecord, root: str,
   status = {'video_id': record.video_id, 'split': record.split,
             'label': record.label, 'attack_type': record.attack_type,
             'kind': report.BUILT, 'frames': 0, 'frames_without_face': 0,
-            'frames_doubtful_mesh': 0}
+            'frames_doubtful_mesh': 0, 'videos_turned180': 0}
   path = pathlib.Path(root) / record.video_id
   try:
     frames = video.read_frames(path, sampling, record.rotate180)
@@ -55,6 +55,7 @@ def process_video(record: layout.VideoRecord, root: str,
     }))
   status.update(frames=len(labelled),
                 frames_without_face=sum(not f.detected for f in labelled),
+                videos_turned180=int(labelled[0].turned180),
                 frames_doubtful_mesh=sum(f.mesh_score < report.MESH_DOUBT
                                          for f in labelled))
   return examples, status

@@ -44,8 +44,9 @@ def build_report(dataset: str, listing: layout.Listing,
     on_disk = _counts(listed[split])
     c['listed_live_videos'] = on_disk['live_videos']
     c['listed_spoof_videos'] = on_disk['spoof_videos']
-    for key in ('frames_without_face', 'frames_doubtful_mesh'):
-      c[key] = sum(s[key] for s in built[split])
+    for key in ('frames_without_face', 'frames_doubtful_mesh',
+                'videos_turned180'):
+      c[key] = sum(s.get(key, 0) for s in built[split])
     splits[split] = c
   listed_tt = [sum(splits.get(s, {}).get(f'listed_{k}_videos', 0)
                    for s in COMPARED_SPLITS) for k in ('live', 'spoof')]
@@ -92,8 +93,10 @@ def summary(report: dict[str, Any]) -> str:
       f'{tt["listed"]["live"]}/{tt["listed"]["spoof"]}')
   borrowed = sum(c['frames_without_face'] for c in report['splits'].values())
   doubtful = sum(c['frames_doubtful_mesh'] for c in report['splits'].values())
+  turned = sum(c['videos_turned180'] for c in report['splits'].values())
   lines.append(f'  frames cropped at a neighbour\'s box: {borrowed}; with a '
-               f'doubtful face mesh: {doubtful}')
+               f'doubtful face mesh: {doubtful}; videos found upside down '
+               f'and turned upright: {turned}')
   lines.append(f'  skipped: {report["skipped_unreadable"]} unreadable, '
                f'{report["skipped_no_face"]} without a face; '
                f'{len(report["ignored_files"])} files not in the layout')
