@@ -64,6 +64,7 @@ def run(config, workdir: str, mode: str) -> None:
   from fasjax import compilation_cache
   from fasjax import config_checks
   from fasjax import data
+  from fasjax import deviceless
   from fasjax import logs
   from fasjax import sharding
   from fasjax import train
@@ -81,6 +82,12 @@ def run(config, workdir: str, mode: str) -> None:
   compilation_cache.configure(config.compilation_cache_dir)
   data.check_prepared(config)
   logging.info('JAX devices: %s', jax.devices())
+  # A GPU/TPU plugin installed but unused: one loud line (not when the user
+  # chose the CPU with JAX_PLATFORMS=cpu; see deviceless.cpu_fallback_warning).
+  fallback = deviceless.cpu_fallback_warning(jax.default_backend(),
+                                             os.environ.get('JAX_PLATFORMS'))
+  if fallback:
+    logging.warning(fallback)
   hint = cli.cpu_malloc_hint(mode, jax.default_backend(),
                              os.environ.get('LD_PRELOAD', ''))
   if hint:

@@ -3,6 +3,13 @@ r"""Does the train step run on this machine's accelerator, and how fast?
   python -m fasjax.check_accelerator                  # paper + synthetic config
   python -m fasjax.check_accelerator --json --torch   # one JSON line, + PyTorch
   python -m fasjax.check_accelerator --size=64 --width=0.5 --batch=4   # a CPU
+  python -m fasjax.check_accelerator --target=h100,v5e --json   # no GPU/TPU here
+
+With --target=NAME[,NAME...] it compiles, without running, for GPUs and TPUs
+this machine does not have, and reports each target's memory, whether the
+step fits, and a lower bound on its step time (`fasjax.check_target`;
+`--remat=all` compares every remat policy). Both ways accept launch.py's
+--config=configs/X.py[:ARGS] and --config.FIELD=VALUE instead of --configs.
 
 On whatever backend JAX sees (GPU, TPU or CPU) and for each chosen config of
 `configs/ocm_to_i.py` ('paper': 256x256x6, width 1.0, 3 domains x (10 live +
@@ -67,7 +74,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   """Command-line options."""
   p = argparse.ArgumentParser(
       prog='python -m fasjax.check_accelerator',
-      description=__doc__.split('\n', 1)[0])
+      description=__doc__.split('\n', 1)[0], allow_abbrev=False)
   p.add_argument('--configs', default='paper,synthetic',
                  help='comma-separated: paper, synthetic')
   p.add_argument('--steps', type=int, default=10,
@@ -79,7 +86,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                  'per domain and step)')
   p.add_argument('--dtype', choices=('float32', 'bfloat16'),
                  help='override model.dtype (activations)')
-  p.add_argument('--remat', help='override model.remat (a policy name)')
+  p.add_argument('--remat', help="override model.remat (a policy name; "
+                 "'all' with --target: every policy)")
   p.add_argument('--conv-impl', dest='conv_impl',
                  help="override model.conv_impl ('auto', 'xla', 'matmul')")
   p.add_argument('--devices', type=int,
@@ -87,8 +95,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument('--torch', action='store_true',
                  help='also time the PyTorch port on the same device')
   p.add_argument('--json', action='store_true',
-                 help='print one machine-readable JSON line only')
-  args = p.parse_args(argv)
+                 help='print one machine-readable JSON line only (with '
+                 '--target: one per target)')
+  p.add_argument('--target', help='compile, without running, for these '
+                 'GPUs/TPUs (comma-separated names, e.g. h100,v5e; '
+                 'fasjax/targets/targets.json lists them)')
+  p.add_argument('--config', action='append', default=[],
+                 metavar='configs/X.py[:ARGS]',
+                 help="launch.py's config file (instead of --configs); "
+                 'its fields are overridden by --config.FIELD=VALUE')
+  args, rest = p.parse_known_args(argv)
+  overrides = [a for a in rest if a.startswith('--config.')]
+  unknown = [a for a in rest if a not in overrides]
+  args.config_flags = [f'--config={c}' for c in args.config] + overrides
+  if unknown:
+    p.error(f'unrecognized arguments: {" ".join(unknown)}')
   if args.steps < 1:
     p.error('--steps must be >= 1')
   return args
@@ -115,7 +136,8 @@ def load_config(name: str, args: argparse.Namespace):
   overrides = (('model', 'image_size', args.size),
                ('model', 'width', args.width),
                ('data', 'per_class_batch', args.batch),
-               ('model', 'dtype', args.dtype), ('model', 'remat', args.remat),
+               ('model', 'dtype', args.dtype),
+               ('model', 'remat', None if args.remat == 'all' else args.remat),
                ('model', 'conv_impl', args.conv_impl))
   with config.unlocked():
     for section, field, value in overrides:
@@ -503,12 +525,26 @@ def _activation_size(config) -> float:
 # ----------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-  """Checks every chosen config; raises CheckError before compiling."""
+def chosen_configs(args: argparse.Namespace) -> dict[str, Any]:
+  """The configs to check: launch.py's --config flags, else --configs."""
+  if args.config_flags:
+    from fasjax import check_target  # pylint: disable=g-import-not-at-top
+    label, config = check_target.load_launch_config(args.config_flags)
+    return {label: check_target.apply_shortcuts(config, args)}
   names = [n.strip() for n in args.configs.split(',') if n.strip()]
   if not names:
     raise CheckError('--configs: name at least one of paper, synthetic')
-  configs = {n: load_config(n, args) for n in names}
+  return {n: load_config(n, args) for n in names}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+  """Checks every chosen config; raises CheckError before compiling."""
+  if args.remat == 'all':
+    raise CheckError('--remat=all compares the policies by compiling for a '
+                     '--target; without one, name a policy: '
+                     f'{", ".join(remat_policies())}')
+  configs = chosen_configs(args)
+  names = list(configs)
   all_devices = jax.devices()
   n = args.devices or len(all_devices)
   if not 1 <= n <= len(all_devices):
@@ -517,6 +553,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
   devices = all_devices[:n]
   for name, config in configs.items():
     check_config(name, config, n)
+  from fasjax import deviceless  # pylint: disable=g-import-not-at-top
+  warning = deviceless.cpu_fallback_warning(jax.default_backend(),
+                                            os.environ.get('JAX_PLATFORMS'))
+  if warning:  # A GPU/TPU plugin installed, but JAX found no device for it.
+    print(warning, file=sys.stderr, flush=True)
   report: dict[str, Any] = {
       'backend': jax.default_backend(), 'device_kind': devices[0].device_kind,
       'devices': n, 'visible_devices': len(all_devices),
@@ -584,14 +625,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # too little; JAX's allocator then grows on demand. Read when the
     # backend starts, so only effective before the first device call.
     os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+  from fasjax import deviceless  # pylint: disable=g-import-not-at-top
   try:
+    if args.target:
+      return run_targets(args)
     report = run(args)
-  except CheckError as e:
+  except (CheckError, deviceless.DevicelessError) as e:
     print(f'check_accelerator: error: {e}', file=sys.stderr)
     raise SystemExit(2) from None
   if args.json:
     print(json.dumps(report))
   return report
+
+
+def run_targets(args: argparse.Namespace) -> dict[str, Any]:
+  """--target: compiles for GPUs/TPUs not present (fasjax.check_target)."""
+  from fasjax import check_target  # pylint: disable=g-import-not-at-top
+  names = [n.strip() for n in args.target.split(',') if n.strip()]
+  if not names:
+    raise CheckError('--target: name at least one target')
+  configs = chosen_configs(args)
+  emit = ((lambda r: print(json.dumps(r), flush=True)) if args.json
+          else check_target.print_report)
+  reports = check_target.run_targets(configs, names, args.devices,
+                                     args.remat == 'all', emit=emit)
+  return {'targets': reports}
 
 
 if __name__ == '__main__':

@@ -1,0 +1,240 @@
+"""Compiling launch.py's step for a GPU and a TPU this machine does not have.
+
+XLA:GPU (the CUDA 12 plugin) and libtpu compile the smoke config's step
+(`sharding.jit_train_step`, native convolutions) for an H100 on 1 and 2
+devices and a TPU v5e on 1 and 4 chips; the memory analyses must be
+consistent with the step's own arrays. Each compile is shared through
+module-scoped fixtures. Skipped, with the pip command, where the plugin or
+libtpu is not installed (`pip install -e ".[aot]"`).
+"""
+
+import dataclasses
+import json
+
+import jax
+import pytest
+
+from fasjax import check_accelerator as ca
+from fasjax import check_target
+from fasjax import deviceless
+
+SMOKE = ['--config=configs/ocm_to_i.py:smoke']
+# libtpu takes about 4 minutes (2 cores, under load) for the whole smoke
+# step; the smoke step of this ablation (2 source domains, no inner meta
+# step, no decoder) is the same launch.py code path at a third of the time.
+TPU_SMOKE = ['--config=configs/mi_to_c.py:smoke,no_meta,no_parsing,no_asc']
+
+
+def _skip_unless(platform: str) -> None:
+  problem = deviceless.version_problem(platform)
+  if problem:
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope='module')
+def smoke():
+  return check_target.load_launch_config(SMOKE)[1]
+
+
+@pytest.fixture(scope='module')
+def gpu(smoke):
+  """XLA:GPU's analyses of the smoke step on 1 and 2 H100s."""
+  _skip_unless('gpu')
+  target = deviceless.get_target('h100')
+  return {n: check_target.compile_step(smoke, target, n) for n in (1, 2)}
+
+
+@pytest.fixture(scope='module')
+def tpu_smoke():
+  return check_target.load_launch_config(TPU_SMOKE)[1]
+
+
+@pytest.fixture(scope='module')
+def tpu(tpu_smoke):
+  """libtpu's analyses of the ablation's smoke step on 1 and 4 v5e chips."""
+  _skip_unless('tpu')
+  target = deviceless.get_target('v5e')
+  return {n: check_target.compile_step(tpu_smoke, target, n) for n in (1, 4)}
+
+
+def _bytes_of(tree) -> int:
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def _batch_bytes(config) -> int:
+  d, b, s = (len(config.data.sources), 2 * config.data.per_class_batch,
+             config.model.image_size)
+  # image (float32, 6 channels), depth (float32, s/8), parsing, label (int32)
+  return 4 * d * b * (s * s * 6 + (s // 8) ** 2 + s * s + 1)
+
+
+def _check_consistent(runs, config, kind):
+  for n, r in runs.items():
+    assert r['device_kind'] == kind
+    assert r['conv_impl'] == 'xla'
+    assert r['peak_bytes'] == (r['argument_bytes'] + r['output_bytes']
+                               + r['temp_bytes'] - r['alias_bytes'])
+    # Every device holds the whole (replicated) state and its 1/n of the
+    # batch; the state is donated, so its buffers are aliased to the output.
+    assert r['state_bytes'] > r['params_bytes'] > 0
+    assert r['argument_bytes'] >= r['state_bytes'] + _batch_bytes(config) // n
+    assert r['output_bytes'] >= r['state_bytes']
+    assert r['state_bytes'] <= r['alias_bytes'] <= r['output_bytes']
+    assert r['peak_bytes'] >= r['argument_bytes']
+    assert r['compile_s'] > 0
+  one, many = sorted(runs)
+  # Same state per device; the batch and its activations are split.
+  assert runs[many]['state_bytes'] == runs[one]['state_bytes']
+  assert runs[many]['argument_bytes'] < runs[one]['argument_bytes']
+  assert runs[many]['temp_bytes'] < runs[one]['temp_bytes']
+
+
+def test_gpu_memory_analysis_is_consistent(gpu, smoke):
+  _check_consistent(gpu, smoke, 'NVIDIA H100 80GB HBM3')
+
+
+def test_tpu_memory_analysis_is_consistent(tpu, tpu_smoke):
+  assert len(tpu_smoke.data.sources) == 2 and not tpu_smoke.meta.enabled
+  _check_consistent(tpu, tpu_smoke, 'TPU v5 lite')
+
+
+def test_state_bytes_are_the_train_states(gpu, smoke):
+  from fasjax import model_setup  # pylint: disable=g-import-not-at-top
+  nets = model_setup.build_networks(smoke, backend='gpu')
+  tx = model_setup.build_optimizer(smoke)
+  state = model_setup.abstract_state(nets, tx, smoke.model.image_size)
+  assert gpu[1]['state_bytes'] == _bytes_of(state)
+  assert gpu[1]['params_bytes'] == _bytes_of(state.params)
+
+
+def test_fits_the_real_h100_and_not_a_tiny_one(gpu, smoke):
+  h100 = deviceless.get_target('h100')
+  ok = check_target.judge(smoke, h100, 1, gpu[1], gflop=1.0)
+  assert ok['fits'] and 'message' not in ok
+  assert ok['usable_memory_gb'] == pytest.approx(
+      0.75 * h100.memory_bytes / 1e9, rel=1e-3)
+  assert ok['headroom_gb'] == pytest.approx(
+      ok['usable_memory_gb'] - ok['xla_peak_memory_gb'], abs=2e-3)
+  # Lower bound: 1 GFLOP at H100's TF32 peak, or the state's bytes at its
+  # bandwidth, whichever is longer.
+  floor = max(1e9 / h100.peak_flops_per_s['float32'],
+              (gpu[1]['argument_bytes'] + gpu[1]['output_bytes'])
+              / h100.hbm_bytes_per_s)
+  assert ok['step_s_lower_bound'] == pytest.approx(floor, rel=1e-3)
+
+  tiny = dataclasses.replace(h100, memory_bytes=gpu[1]['peak_bytes'] // 2)
+  bad = check_target.judge(smoke, tiny, 1, gpu[1], gflop=None)
+  assert not bad['fits'] and bad['headroom_gb'] < 0
+  message = bad['message']
+  assert message.startswith('does not fit')
+  for words in ('remat policy', 'conv, blocks, domains', '--devices=2',
+                'bfloat16', 'per_class_batch'):
+    assert words in message, (words, message)
+
+
+def test_unknown_target_lists_the_known_ones():
+  with pytest.raises(deviceless.DevicelessError) as e:
+    deviceless.get_target('h200x')
+  message = str(e.value)
+  assert '\n' not in message
+  for name in ('h100', 'a100-80gb', 'a100-40gb', 'l4', 'v4', 'v5e', 'v5p',
+               'v6e'):
+    assert name in message
+  assert deviceless.get_target('A100').name == 'a100-40gb'
+  assert deviceless.get_target('H100-80GB').name == 'h100'
+
+
+def test_every_target_describes_its_devices():
+  for t in deviceless.targets().values():
+    if deviceless.version_problem(t.platform):
+      continue
+    for n in (1, t.device_counts()[-1]):
+      devices = deviceless.target_devices(t.name, n)
+      assert len(devices) == n
+      assert devices[0].platform == ('gpu' if t.platform == 'gpu' else 'tpu')
+    assert t.memory_bytes > 1e10 and t.hbm_bytes_per_s > 1e11
+    assert set(t.peak_flops_per_s) == {'bfloat16', 'float32'}
+
+
+def test_indivisible_device_count_is_refused_before_compiling(smoke,
+                                                               monkeypatch):
+  def no_compile(*args, **kwargs):
+    raise AssertionError('compiled')
+  monkeypatch.setattr(check_target, 'compile_step', no_compile)
+  # smoke: 2 x per_class_batch 2 = 4 images per domain; 8 do not divide it.
+  with pytest.raises(ca.CheckError, match='does not divide over 8 devices'):
+    check_target.run_targets({'smoke': smoke}, ['h100'], 8, False)
+  # 3 divides a per-domain batch of 6, but no v5e slice has 3 chips.
+  six = smoke.copy_and_resolve_references()
+  with six.unlocked():
+    six.data.per_class_batch = 3
+  with pytest.raises(ca.CheckError, match='v5e is available with 1, 2, 4, 8'):
+    check_target.run_targets({'smoke': six}, ['v5e'], 3, False)
+  with pytest.raises(deviceless.DevicelessError, match='unknown target'):
+    check_target.run_targets({'smoke': smoke}, ['tpu9'], 1, False)
+
+
+def test_missing_or_mismatched_compilers_name_the_pip_command():
+  base = {'jax': '0.10.2', 'jaxlib': '0.10.2', 'jax-cuda12-plugin': '0.10.2',
+          'jax-cuda12-pjrt': '0.10.2', 'libtpu': '0.0.42.1'}
+  assert deviceless.version_problem('gpu', base) is None
+  assert deviceless.version_problem('tpu', base) is None
+  missing = deviceless.version_problem(
+      'gpu', {**base, 'jax-cuda12-plugin': None})
+  assert 'pip install -e ".[aot]"' in missing
+  assert 'jax-cuda12-plugin==0.10.2 jax-cuda12-pjrt==0.10.2' in missing
+  old = deviceless.version_problem('gpu', {**base, 'jax-cuda12-pjrt': '0.9.0'})
+  assert '0.9.0' in old and 'do not match jax 0.10.2' in old
+  assert 'libtpu' in deviceless.version_problem('tpu',
+                                                {**base, 'libtpu': None})
+  bad_tpu = deviceless.version_problem('tpu', {**base, 'libtpu': '0.0.30'})
+  assert bad_tpu and 'libtpu 0.0.30 does not match jax 0.10.2' in bad_tpu
+  assert deviceless.libtpu_requirement() in bad_tpu
+
+
+def test_cpu_fallback_warning_only_when_the_cpu_was_not_chosen():
+  versions = {'jax': '0.10.2', 'jaxlib': '0.10.2',
+              'jax-cuda12-plugin': '0.10.2', 'jax-cuda12-pjrt': '0.10.2',
+              'libtpu': None}
+  line = deviceless.cpu_fallback_warning('cpu', None, versions)
+  assert line and '\n' not in line and 'jax-cuda12-plugin 0.10.2' in line
+  assert '.[cuda12]' in line and 'JAX_PLATFORMS=cpu' in line
+  assert deviceless.cpu_fallback_warning('cpu', 'cpu', versions) is None
+  assert deviceless.cpu_fallback_warning('cpu', 'cuda,cpu', versions)
+  assert deviceless.cpu_fallback_warning('gpu', None, versions) is None
+  none = {**versions, 'jax-cuda12-plugin': None, 'jax-cuda12-pjrt': None}
+  assert deviceless.cpu_fallback_warning('cpu', None, none) is None
+
+
+def test_check_command_reports_the_target(gpu, capsys):
+  # The fixture's compile is reused (check_target memoises compile_step).
+  report = ca.main(['--target=h100', '--devices=2', '--json', *SMOKE])
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == 1
+  line = json.loads(lines[0])
+  assert line == json.loads(json.dumps(report['targets'][0]))
+  assert line['target'] == 'h100' and line['devices'] == 2
+  assert line['topology'] == '1x1x2' and line['platform'] == 'gpu'
+  assert line['device_kind'] == 'NVIDIA H100 80GB HBM3'
+  (name, r), = line['configs'].items()
+  assert name == 'configs/ocm_to_i.py:smoke'
+  assert r['xla_peak_memory_gb'] == pytest.approx(gpu[2]['peak_bytes'] / 1e9,
+                                                  abs=1e-4)
+  assert r['fits'] and r['step_gflop'] > 0 and r['step_s_lower_bound'] > 0
+  assert r['conv_impl'] == 'xla' and r['remat'] == 'none'
+
+
+@pytest.mark.parametrize('args,words', [
+    (['--target=h100', '--devices=3'], ['does not divide over 3 devices']),
+    (['--target=h99'], ['unknown target', 'h100 (gpu)', 'v5e (tpu)']),
+    (['--remat=all'], ['--remat=all', '--target']),
+    (['--target=h100', '--config.model.remat=nope'], ['remat policy']),
+])
+def test_check_command_refuses_bad_input(args, words, capsys):
+  with pytest.raises(SystemExit) as e:
+    ca.main([*args, *SMOKE])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1, err
+  for w in words:
+    assert w in err[0], (w, err[0])
