@@ -7,6 +7,7 @@ import ml_collections
 import tensorflow_datasets as tfds
 
 from fasjax import compilation_cache
+from fasjax import compile_options
 from fasjax.models import layers
 
 
@@ -61,6 +62,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
            'meta-learning needs at least two source domains (one meta-test)')
   _require(bool(config.data.dev_domains), 'data.dev_domains',
            'the honest threshold needs at least one source with a dev split')
+  why = compile_options.problem(
+      config.get('exec_time_optimization_effort', None))
+  _require(why is None, 'exec_time_optimization_effort', str(why))
   if 'compilation_cache_dir' in config:  # Absent from older configs.
     why = compilation_cache.problem(config.compilation_cache_dir)
     _require(why is None, 'compilation_cache_dir', str(why))

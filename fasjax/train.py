@@ -28,6 +28,7 @@ import numpy as np
 
 from fasjax import checkpoint
 from fasjax import compilation_cache
+from fasjax import compile_options
 from fasjax import config_checks
 from fasjax import data
 from fasjax import evaluate
@@ -82,14 +83,19 @@ def out_of_memory_message(peak_bytes: float | None, remat: str,
 
 
 def compile_train_step(train_step: Any, state: meta.TrainState,
-                       batch: Any) -> tuple[Any, float | None]:
-  """The compiled step and XLA's estimate of its peak bytes per device."""
-  logging.info('Compiling the train step...')
+                       batch: Any, options: dict[str, Any] | None = None
+                       ) -> tuple[Any, float | None]:
+  """The compiled step and XLA's estimate of its peak bytes per device.
+
+  `options`: XLA compile options (`compile_options.for_backend`).
+  """
+  logging.info('Compiling the train step%s...',
+               f' (options: {options})' if options else '')
   t0 = time.time()
   lowered = train_step.lower(state, batch)
   t1 = time.time()
   with compilation_cache.watch() as lookups:
-    compiled = lowered.compile()
+    compiled = lowered.compile(compiler_options=options or None)
   done = compilation_cache.outcome(lookups, time.time() - t1)
   peak = None
   memory = compiled.memory_analysis()
@@ -202,7 +208,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict,
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       batch = sharding.global_train_batch(next(train_iter), mesh)
       if step == start + 1:
-        train_step, peak = compile_train_step(train_step, state, batch)
+        train_step, peak = compile_train_step(
+            train_step, state, batch,
+            compile_options.for_backend(config, jax.default_backend()))
         try:
           state, step_metrics = train_step(state, batch)
         except _RUNTIME_ERRORS as e:
