@@ -33,6 +33,7 @@ the whole HBM on TPUs.
 """
 
 import argparse
+import json
 import os
 import pathlib
 import sys
@@ -139,25 +140,33 @@ def abstract_inputs(nets, tx, config, mesh) -> tuple[Any, dict[str, Any]]:
   return state, batch
 
 
-def compile_step(config, target: deviceless.Target,
-                 devices: int) -> dict[str, Any]:
+def compile_step(config, target: deviceless.Target, devices: int,
+                 compiler_options: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
   """Compiles launch.py's step for `devices` devices of `target`; its memory.
 
-  Returns the compile time and XLA's memory analysis per device, in GB.
+  Returns the compile time and XLA's memory analysis per device, in bytes.
+  `compiler_options` go to `Lowered.compile` (e.g. the tests' lower
+  exec_time_optimization_effort, which makes libtpu 3x faster and its
+  buffer assignment somewhat different).
   """
-  key = (config.to_json_best_effort(sort_keys=True), target.name, devices)
+  key = (config.to_json_best_effort(sort_keys=True), target.name, devices,
+         json.dumps(compiler_options, sort_keys=True))
   if key not in _COMPILED:
     found = deviceless.target_devices(target.name, devices)
-    _COMPILED[key] = compile_on(config, list(found), target.platform)
+    _COMPILED[key] = compile_on(config, list(found), target.platform,
+                                compiler_options)
   return dict(_COMPILED[key])
 
 
-# (config, target name, devices) -> compile_step's result: a process that
-# asks twice (the tests, --remat=all after a single policy) compiles once.
-_COMPILED: dict[tuple[str, str, int], dict[str, Any]] = {}
+# (config, target name, devices, options) -> compile_step's result: a
+# process that asks twice (the tests and the command) compiles once.
+_COMPILED: dict[tuple[str, str, int, str], dict[str, Any]] = {}
 
 
-def compile_on(config, found: Sequence[Any], platform: str) -> dict[str, Any]:
+def compile_on(config, found: Sequence[Any], platform: str,
+               compiler_options: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
   """Compiles launch.py's step on a mesh of `found` devices; its memory.
 
   `platform` ('cpu', 'gpu' or 'tpu') resolves conv_impl='auto' as a run on
@@ -176,7 +185,7 @@ def compile_on(config, found: Sequence[Any], platform: str) -> dict[str, Any]:
   try:
     if platform != 'cpu':
       jax.config.update('jax_enable_compilation_cache', False)
-    compiled = step.lower(state, batch).compile()
+    compiled = step.lower(state, batch).compile(compiler_options)
   finally:
     jax.config.update('jax_enable_compilation_cache', cache)
   out: dict[str, Any] = {'compile_s': time.perf_counter() - t0,
