@@ -120,6 +120,9 @@ def test_hparams_block_is_sorted_dotted_one_per_line():
 def test_run_writer_logs_the_hparams_block_and_still_writes_jsonl(
     tmp_path, caplog):
   caplog.set_level(logging.INFO)
+  # absl's own logger too: a test before this one in the same process may
+  # have lowered absl's verbosity (absl.app and launch.py set it).
+  caplog.set_level(logging.INFO, logger='absl')
   writer = logs.create_writer(str(tmp_path))
   writer.write_hparams({'optim': {'lr': 0.001, 'b1': 0.9}, 'num_steps': 6})
   writer.write_scalars(1, {'loss': 2.5})
