@@ -74,8 +74,11 @@ NOT_RUN = (
     (r'^python -m fasjax\.check_accelerator$',
      'accelerator: compiles the 256x256 step; tests/test_check_accelerator.py '
      'runs it at 32x32 on the CPU'),
+    (r'^python -m fasjax\.check_accelerator --target=',
+     'compiles the 256x256 step with XLA:GPU or libtpu (35 s to minutes); '
+     'tests/test_deviceless.py runs it on the smoke step'),
     (r'^(\S+=\S+ )*python benchmarks/(train_step|profile_step|conv_layers|'
-     r'input_pipeline|eval)\.py',
+     r'input_pipeline|eval|compiled_memory)\.py',
      'long run: a benchmark (minutes on 2 cores, the 256x256 step tens of GB)'),
     (r'^python benchmarks/domain_shift\.py',
      'long run: renders the benchmark and fits classifiers; --large reads the '
@@ -311,7 +314,8 @@ def _check_values(command: Command) -> None:
   from configs import common  # pylint: disable=g-import-not-at-top
   flags = _given_flags(command.argv)
   values = dict(flags)
-  if command.program in ('launch.py', 'fasjax.report'):
+  if command.program in ('launch.py', 'fasjax.report',
+                         'fasjax.check_accelerator'):
     spec = values.get('config')
     placeholder = spec is None or '<' in spec or spec == '...'
     config = _config_for('configs/ocm_to_i.py' if placeholder else spec)
@@ -385,7 +389,8 @@ def test_command_is_classified_and_its_program_takes_its_flags(command, helps):
   else:
     known = _flags_in_source(program)
   for name, _ in _given_flags(command.argv):
-    if program in ('launch.py', 'fasjax.report') and name.startswith('config.'):
+    if (program in ('launch.py', 'fasjax.report', 'fasjax.check_accelerator')
+        and name.startswith('config.')):
       continue  # config fields: checked against the config below
     assert name in known, (
         f'{command.where}: {program} has no flag --{name} (it knows: '
