@@ -245,9 +245,10 @@ def advice(config, target: deviceless.Target, devices: int,
            'bfloat16 activations (--config.model.dtype=bfloat16); ')
   return (f'does not fit: {peak_gb:.2f} GB per device needed, '
           f'{usable_gb:.2f} GB usable on {target.name}, with remat policy '
-          f'{remat!r} and dtype {config.model.dtype}. Options: a remat policy '
-          f'that keeps less ({", ".join(others)}: --config.model.remat=NAME, '
-          f'or --remat=all here to compare them); {more_text}; {dtype}'
+          f'{remat!r} and dtype {config.model.dtype}. Options: another remat '
+          f'policy ({", ".join(others)}; domains keeps least: '
+          '--config.model.remat=NAME, or --remat=all here to compare them); '
+          f'{more_text}; {dtype}'
           'or a smaller batch (--config.data.per_class_batch).')
 
 
@@ -285,11 +286,13 @@ def judge(config, target: deviceless.Target, devices: int,
 
 def run_targets(configs: dict[str, Any], names: Sequence[str],
                 devices: int | None, all_policies: bool,
-                emit=print) -> list[dict[str, Any]]:
+                emit=None) -> list[dict[str, Any]]:
   """Checks every config on every target; one report per target.
 
-  `emit(report)` is called as each target's report is complete.
+  `emit(report)` is called as each target's report is complete (default:
+  `print_report`).
   """
+  emit = emit or print_report
   targets = [deviceless.get_target(n) for n in names]
   for name, config in configs.items():
     ca.check_config(name, config, devices or 1)

@@ -243,3 +243,36 @@ def test_check_command_refuses_bad_input(args, words, capsys):
   assert len(err) == 1, err
   for w in words:
     assert w in err[0], (w, err[0])
+
+
+def test_remat_all_marks_the_cheapest_policy_that_fits(smoke, monkeypatch):
+  # Fake compiles (the arithmetic of choosing is tested, not XLA): peak GB
+  # and GFLOP per policy, as the paper step's order of both.
+  peak = {'none': 36, 'conv': 23, 'blocks': 23.3, 'domains': 8.3}
+  gflop = {'none': 23.7, 'conv': 23.7, 'blocks': 29.4, 'domains': 31.5}
+
+  def fake_compile(config, target, devices, compiler_options=None):
+    b = int(peak[config.model.remat] * 1e9)
+    return {'compile_s': 1.0, 'device_kind': 'fake', 'conv_impl': 'xla',
+            'peak_bytes': b, 'argument_bytes': 10**8, 'output_bytes': 10**7,
+            'temp_bytes': b - 10**8, 'alias_bytes': 10**7,
+            'state_bytes': 10**7, 'params_bytes': 10**6}
+  monkeypatch.setattr(check_target, 'compile_step', fake_compile)
+  monkeypatch.setattr(check_target, '_gflop',
+                      lambda config, target: gflop[config.model.remat])
+  cheapest = {}
+  for name in ('h100', 'a100-40gb', 'l4'):  # 63.7, 31.7, 18.1 GB usable
+    report, = check_target.run_targets({'s': smoke}, [name], 1, True,
+                                       emit=lambda r: None)
+    entry = report['configs']['s']
+    assert set(entry['policies']) == {'none', 'conv', 'blocks', 'domains'}
+    cheapest[name] = entry['cheapest_fitting']
+  # none and conv cost the same FLOPs: the first listed that fits wins.
+  assert cheapest == {'h100': 'none', 'a100-40gb': 'conv', 'l4': 'domains'}
+  tiny = dataclasses.replace(deviceless.get_target('l4'), memory_bytes=10**9)
+  monkeypatch.setattr(deviceless, 'get_target', lambda name: tiny)
+  report, = check_target.run_targets({'s': smoke}, ['l4'], 1, True,
+                                     emit=lambda r: None)
+  entry = report['configs']['s']
+  assert entry['cheapest_fitting'] is None
+  assert entry['message'].startswith('does not fit: 8.30 GB')
