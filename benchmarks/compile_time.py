@@ -95,6 +95,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  help='JSON-lines file the results are appended to')
   p.add_argument('--no-record', action='store_true',
                  help='print only, append nothing')
+  p.add_argument('--table', action='store_true',
+                 help="print the table of the record's paper-step lines "
+                 "(launch.py's options; the latest per target and policy) "
+                 'and exit')
   return p.parse_args(argv)
 
 
@@ -229,11 +233,14 @@ def context() -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
   """A markdown table: one row per policy, compile seconds per target."""
-  targets = list(dict.fromkeys(r['target'] for r in results))
-  rows = ['| remat | ' + ' | '.join(f'{t} compile (peak)' for t in targets)
-          + ' | lower |',
+  order = {name: i for i, name in enumerate(TARGETS + layers.REMAT_POLICIES)}
+  targets = sorted(dict.fromkeys(r['target'] for r in results),
+                   key=lambda t: order.get(t, len(order)))
+  rows = ['| remat | ' + ' | '.join(f'{t}: compile (CPU s), peak'
+                                    for t in targets) + ' | lower |',
           '|---|' + '---|' * (len(targets) + 1)]
-  for remat in dict.fromkeys(r['remat'] for r in results):
+  for remat in sorted(dict.fromkeys(r['remat'] for r in results),
+                      key=lambda p: order.get(p, len(order))):
     cells, lower = [], ''
     for t in targets:
       found = [r for r in results if r['target'] == t and r['remat'] == remat]
@@ -241,15 +248,33 @@ def table(results: list[dict[str, Any]]) -> str:
         cells.append('')
         continue
       r = found[-1]
-      peak = f" ({r['peak_gb']:.2f} GB)" if 'peak_gb' in r else ''
-      cells.append(f"{r['compile_s']:.1f} s{peak}")
+      cpu = f" ({r['compile_cpu_s']:.0f})" if 'compile_cpu_s' in r else ''
+      peak = f", {r['peak_gb']:.2f} GB" if 'peak_gb' in r else ''
+      cells.append(f"{r['compile_s']:.0f} s{cpu}{peak}")
       lower = f"{r['lower_s']:.1f} s"
     rows.append(f'| {remat} | ' + ' | '.join(cells) + f' | {lower} |')
   return '\n'.join(rows)
 
 
+def is_paper_step(r: dict[str, Any]) -> bool:
+  """Whether a recorded line is the paper step with launch.py's options."""
+  config = bench_common.paper_config(size=256, batch=20)
+  platform = 'cpu' if r['target'] == 'cpu' else deviceless.get_target(
+      r['target']).platform
+  return (r['size'] == 256 and r['width'] == 1.0 and r['batch'] == 20
+          and r['domains'] == 3 and r['conv_impl'] == 'xla'
+          and r['dtype'] == 'float32' and not r['unroll_domains']
+          and r.get('step', 'launch') == 'launch'
+          and r['compiler_options'] == compile_options.for_backend(
+              config, platform))
+
+
 def main(argv: list[str] | None = None) -> None:
   args = parse_args(argv)
+  if args.table:
+    with open(args.record) as f:
+      print(table([r for r in map(json.loads, f) if is_paper_step(r)]))
+    return
   options = compiler_options(args.compiler_option)
   targets = [t.strip() for t in args.targets.split(',') if t.strip()]
   policies = [p.strip() for p in args.remat.split(',') if p.strip()]
