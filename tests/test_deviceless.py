@@ -1,10 +1,11 @@
 """Compiling launch.py's step for a GPU and a TPU this machine does not have.
 
-XLA:GPU (the CUDA 12 plugin) and libtpu compile the smoke config's step
+XLA:GPU (the CUDA 12 plugin) compiles the smoke config's step
 (`sharding.jit_train_step`, native convolutions) for an H100 on 1 and 2
-devices and a TPU v5e on 1 and 4 chips; the memory analyses must be
-consistent with the step's own arrays. Each compile is shared through
-module-scoped fixtures. Skipped, with the pip command, where the plugin or
+devices, and libtpu a smoke ablation's step (see TPU_SMOKE) for a TPU v5e on
+1 and 4 chips; the memory analyses must be consistent with the step's own
+arrays. Each compile is shared through module-scoped fixtures (about 4 min
+of the module's time under load 10 on 2 cores; the GPU compiles most). Skipped, with the pip command, where the plugin or
 libtpu is not installed (`pip install -e ".[aot]"`).
 """
 
