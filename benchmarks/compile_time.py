@@ -175,7 +175,14 @@ def measure(target: str, remat: str, args: argparse.Namespace,
         target).platform
     options = compile_options.for_backend(config, platform)
   t1, cpu1 = time.perf_counter(), time.process_time()
-  compiled = lowered.compile(compiler_options=options or None)
+  error = None
+  try:
+    compiled = lowered.compile(compiler_options=options or None)
+  except jax.errors.JaxRuntimeError as e:
+    # libtpu refuses a program that does not fit the chip's HBM.
+    if 'RESOURCE_EXHAUSTED' not in str(e):
+      raise
+    compiled, error = None, str(e).strip().splitlines()[0][:300]
   t2, cpu2 = time.perf_counter(), time.process_time()
   result = {
       'target': target, 'device': str(devices[0].device_kind),
@@ -190,6 +197,10 @@ def measure(target: str, remat: str, args: argparse.Namespace,
       'compile_cpu_s': round(cpu2 - cpu1, 2),
       'stablehlo_lines': len(lowered.as_text().splitlines()),
   }
+  if error:
+    result.update(error=error, load_1min=[round(load_before, 2),
+                                          round(os.getloadavg()[0], 2)])
+    return result
   try:
     result['compiled_hlo_lines'] = len(compiled.as_text().splitlines())
   except Exception:  # pylint: disable=broad-except  # Not every backend.
@@ -248,6 +259,9 @@ def table(results: list[dict[str, Any]]) -> str:
         cells.append('')
         continue
       r = found[-1]
+      if 'error' in r:
+        cells.append(f"does not fit ({r['compile_s']:.0f} s)")
+        continue
       cpu = f" ({r['compile_cpu_s']:.0f})" if 'compile_cpu_s' in r else ''
       peak = f", {r['peak_gb']:.2f} GB" if 'peak_gb' in r else ''
       cells.append(f"{r['compile_s']:.0f} s{cpu}{peak}")
