@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from fasjax import check_accelerator as ca
+from fasjax import compile_options
 from fasjax import deviceless
 from fasjax import model_setup
 from fasjax import sharding
@@ -146,10 +147,15 @@ def compile_step(config, target: deviceless.Target, devices: int,
   """Compiles launch.py's step for `devices` devices of `target`; its memory.
 
   Returns the compile time and XLA's memory analysis per device, in bytes.
-  `compiler_options` go to `Lowered.compile` (e.g. the tests' lower
-  exec_time_optimization_effort, which makes libtpu 3x faster and its
-  buffer assignment somewhat different).
+  `compiler_options` go to `Lowered.compile`; None: the options launch.py
+  compiles its step with on the target's platform
+  (compile_options.for_backend: on TPUs the lower
+  exec_time_optimization_effort, which makes libtpu about 10x faster and
+  its buffer assignment somewhat larger), so the check measures the step a
+  run will compile.
   """
+  if compiler_options is None:
+    compiler_options = compile_options.for_backend(config, target.platform)
   key = (config.to_json_best_effort(sort_keys=True), target.name, devices,
          json.dumps(compiler_options, sort_keys=True))
   if key not in _COMPILED:

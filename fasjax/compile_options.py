@@ -8,7 +8,7 @@ faster. None (the default) takes `DEFAULT_EFFORT` for the backend:
 - TPU: -1. libtpu spends most of its time on the meta step's optimisation
   passes (the step is large: second-order gradients of a conv net), not on
   fitting it in memory; at -1 the paper step (`remat=domains`, one v5e chip)
-  compiles in about 1/2.5 of the time. The cost, from libtpu's own analyses
+  compiles in about a tenth of the CPU time (908 -> 84 CPU s here). The cost, from libtpu's own analyses
   of the compiled step, is in docs/compile_time.md; with the persistent
   compilation cache (fasjax/compilation_cache.py) a rerun pays no compile
   at all, so set 0 for a long run whose first compile you do not mind.
