@@ -132,7 +132,11 @@ def load_config(name: str, args: argparse.Namespace):
     if root not in sys.path:
       sys.path.insert(0, root)
     ocm_to_i = importlib.import_module('configs.ocm_to_i')
-  config = ocm_to_i.get_config(CONFIG_ARGS[name])
+  return apply_shortcuts(ocm_to_i.get_config(CONFIG_ARGS[name]), args)
+
+
+def apply_shortcuts(config, args: argparse.Namespace):
+  """The check's --size/--width/--batch/--dtype/--remat/--conv-impl on top."""
   overrides = (('model', 'image_size', args.size),
                ('model', 'width', args.width),
                ('data', 'per_class_batch', args.batch),
@@ -530,7 +534,7 @@ def chosen_configs(args: argparse.Namespace) -> dict[str, Any]:
   if args.config_flags:
     from fasjax import check_target  # pylint: disable=g-import-not-at-top
     label, config = check_target.load_launch_config(args.config_flags)
-    return {label: check_target.apply_shortcuts(config, args)}
+    return {label: apply_shortcuts(config, args)}
   names = [n.strip() for n in args.configs.split(',') if n.strip()]
   if not names:
     raise CheckError('--configs: name at least one of paper, synthetic')

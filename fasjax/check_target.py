@@ -32,7 +32,6 @@ raises it), so 'fits' is judged against that fraction on GPUs and against
 the whole HBM on TPUs.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -102,21 +101,6 @@ def load_launch_config(config_args: Sequence[str]):
     raise ca.CheckError(f'--config: {str(e).strip().splitlines()[-1]}') from e
   label = file_arg.split('=', 1)[1]
   return label, fv.config
-
-
-def apply_shortcuts(config, args: argparse.Namespace):
-  """The check's --size/--width/--batch/--dtype/--remat/--conv-impl on top."""
-  overrides = (('model', 'image_size', args.size),
-               ('model', 'width', args.width),
-               ('data', 'per_class_batch', args.batch),
-               ('model', 'dtype', args.dtype),
-               ('model', 'remat', None if args.remat == 'all' else args.remat),
-               ('model', 'conv_impl', args.conv_impl))
-  with config.unlocked():
-    for section, field, value in overrides:
-      if value is not None:
-        config[section][field] = value
-  return config
 
 
 # ----------------------------------------------------------------------------

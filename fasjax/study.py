@@ -211,9 +211,10 @@ def run_study(cells: Sequence[Cell], workdir: str,
     added = study_archive.sync(workdir, archive, [c.subdir for c in cells])
     if added:
       logging.info('Archived %d finished cell(s) to %s.', len(added), archive)
-    def on_finished(task: study_exec.CellTask) -> None:
+    def archive_finished(task: study_exec.CellTask) -> None:
       study_archive.archive_cell(task.cell_dir, archive, task.name)
       logging.info('Archived cell %s to %s.', task.name, archive)
+    on_finished = archive_finished
   total = len(cells)
   pending = [c for c in cells
              if study_archive.find_cell(c.subdir, folders) is None]
