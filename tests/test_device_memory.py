@@ -24,7 +24,7 @@ def _raise_oom(*_):
 def test_first_step_out_of_memory_is_reported_with_options(
     tmp_path, data_dir, monkeypatch):
   monkeypatch.setattr(train, 'compile_train_step',
-                      lambda step, state, batch: (_raise_oom, 25.3e9))
+                      lambda *_: (_raise_oom, 25.3e9))
   config = smoke_run.config(data_dir)
   with pytest.raises(train.DeviceOutOfMemoryError) as raised:
     train.train_and_evaluate(config, str(tmp_path / 'run'))
@@ -40,8 +40,7 @@ def test_first_step_out_of_memory_is_reported_with_options(
 def test_other_runtime_errors_pass_through(tmp_path, data_dir, monkeypatch):
   def fail(*_):
     raise jax.errors.JaxRuntimeError('INTERNAL: something else')
-  monkeypatch.setattr(train, 'compile_train_step',
-                      lambda step, state, batch: (fail, None))
+  monkeypatch.setattr(train, 'compile_train_step', lambda *_: (fail, None))
   with pytest.raises(jax.errors.JaxRuntimeError, match='INTERNAL'):
     train.train_and_evaluate(smoke_run.config(data_dir),
                              str(tmp_path / 'run'))
