@@ -27,20 +27,3 @@ def data_dir(tmp_path_factory):
   """A tfds data dir for one test module (synthetic data is built on use)."""
   return str(tmp_path_factory.mktemp('tfds'))
 
-
-# The slowest modules first (measured with --durations): with
-# --dist=loadfile each module runs whole on one worker, so a long module
-# collected last (test_study_exec sorts late) leaves the other worker idle
-# at the end. Longest first is the classic remedy for that tail.
-SLOW_MODULES_FIRST = (
-    'test_sharding.py', 'test_study_exec.py', 'test_meta.py',
-    'test_reliability.py', 'test_deviceless.py', 'test_check_accelerator.py',
-    'test_study.py', 'test_compilation_cache.py', 'test_report.py',
-    'test_fast_conv.py', 'test_launch.py', 'test_inference.py',
-)
-
-
-def pytest_collection_modifyitems(items):
-  """Runs the slowest modules first; the rest keep their order."""
-  rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
