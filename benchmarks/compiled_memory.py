@@ -30,6 +30,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import time
 from typing import Any
 
@@ -84,19 +85,31 @@ def measure(target: str, policy: str, dtype: str, devices: int
     compiler = f'XLA:CPU (jaxlib {jax.__version__})'
   else:
     t = deviceless.get_target(target)
-    r = check_target.compile_step(config, t, devices)
     v = deviceless.installed_versions()
     compiler = (f"XLA:GPU (jax-cuda12-plugin {v['jax-cuda12-plugin']})"
                 if t.platform == 'gpu' else f"libtpu {v['libtpu']}")
+    try:
+      r = check_target.compile_step(config, t, devices)
+    except jax.errors.JaxRuntimeError as e:
+      if 'RESOURCE_EXHAUSTED' not in str(e):
+        raise
+      # libtpu refuses a step that cannot fit its HBM (XLA:GPU does not).
+      r = {'does_not_fit': str(e).split('RESOURCE_EXHAUSTED: ')[-1][:300]}
+  record = {'target': target, 'devices': devices, 'remat': policy,
+            'dtype': dtype}
+  if 'does_not_fit' in r:
+    record.update(does_not_fit=r['does_not_fit'], peak_gb=None)
+  else:
+    record.update(
+        device_kind=r['device_kind'], conv_impl=r['conv_impl'],
+        peak_gb=round(r['peak_bytes'] / 1e9, 4),
+        argument_gb=round(r['argument_bytes'] / 1e9, 4),
+        output_gb=round(r['output_bytes'] / 1e9, 4),
+        temp_gb=round(r['temp_bytes'] / 1e9, 4),
+        alias_gb=round(r['alias_bytes'] / 1e9, 4),
+        compile_s=round(r['compile_s'], 1))
   return {
-      'target': target, 'device_kind': r['device_kind'], 'devices': devices,
-      'remat': policy, 'dtype': dtype, 'conv_impl': r['conv_impl'],
-      'peak_gb': round(r['peak_bytes'] / 1e9, 4),
-      'argument_gb': round(r['argument_bytes'] / 1e9, 4),
-      'output_gb': round(r['output_bytes'] / 1e9, 4),
-      'temp_gb': round(r['temp_bytes'] / 1e9, 4),
-      'alias_gb': round(r['alias_bytes'] / 1e9, 4),
-      'compile_s': round(r['compile_s'], 1), 'compiler': compiler,
+      **record, 'compiler': compiler,
       'jax': jax.__version__, 'commit': provenance.git_commit(),
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec='seconds'),
@@ -136,6 +149,10 @@ def table(records: dict[tuple, dict[str, Any]],
           if r is None:
             cells.append('not measured')
             missing += 1
+          elif r.get('does_not_fit'):
+            needed = re.search(r'\(([\d.]+G)\) exceeds', r['does_not_fit'])
+            cells.append('does not fit' + (f' (needs {needed.group(1)})'
+                                           if needed else ''))
           else:
             cells.append(f"{r['peak_gb']:.2f}")
         lines.append('| ' + ' | '.join(cells) + ' |')
@@ -165,10 +182,14 @@ def main(argv=None) -> None:
           for policy in _split(args.remat):
             t0 = time.perf_counter()
             r = measure(target, policy, dtype, n)
-            print(f"{target} x{n} {policy} {dtype}: {r['peak_gb']:.2f} GB "
-                  f"per device (compile {r['compile_s']} s, wall "
-                  f'{time.perf_counter() - t0:.0f} s, load '
-                  f"{r['load_1min']})", flush=True)
+            if r['peak_gb'] is None:
+              print(f'{target} x{n} {policy} {dtype}: does not fit: '
+                    f"{r['does_not_fit']}", flush=True)
+            else:
+              print(f"{target} x{n} {policy} {dtype}: {r['peak_gb']:.2f} GB "
+                    f"per device (compile {r['compile_s']} s, wall "
+                    f'{time.perf_counter() - t0:.0f} s, load '
+                    f"{r['load_1min']})", flush=True)
             if args.record:
               with open(RECORD, 'a') as f:
                 f.write(json.dumps(r) + '\n')
