@@ -26,4 +26,3 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 def data_dir(tmp_path_factory):
   """A tfds data dir for one test module (synthetic data is built on use)."""
   return str(tmp_path_factory.mktemp('tfds'))
-
