@@ -166,11 +166,6 @@ def launch_command(cell: Cell, workdir: str,
           f'--workdir={workdir}'] + [f'--{o}' for o in overrides]
 
 
-def results_path(workdir: str, cell: Cell) -> str:
-  """Where a cell's results.json lives."""
-  return os.path.join(workdir, cell.subdir, 'results.json')
-
-
 def cell_task(cell: Cell, workdir: str,
               overrides: Sequence[str]) -> study_exec.CellTask:
   """What an executor needs to train one cell."""
