@@ -49,3 +49,14 @@ def checkpoint_steps(workdir):
   """The complete checkpoints' steps in WORKDIR/checkpoints, ascending."""
   folder = os.path.join(workdir, 'checkpoints')
   return sorted(int(s) for s in os.listdir(folder) if s.isdigit())
+
+
+# What launch.py logs when its train step came from the compilation cache.
+LOADED_FROM_CACHE = 'loaded from the compilation cache'
+
+
+def train_step_line(stderr):
+  """launch.py's one 'Train step traced ...' log line."""
+  lines = [l for l in stderr.splitlines() if 'Train step traced' in l]
+  assert len(lines) == 1, stderr[-3000:]
+  return lines[0]

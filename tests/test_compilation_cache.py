@@ -1,13 +1,13 @@
 """The persistent compilation cache (fasjax/compilation_cache.py).
 
-End to end: two smoke launches with the same cache directory; the second
-logs that its train step was loaded from the cache and gives the same
-results.json and training losses. (Both use the suite's shared cache
-directory of tests/conftest.py, so the first one may be answered from the
-cache too when an earlier test compiled the same step; a cold cache's write
-is tested on a small program in-process.) '' turns the cache off, a bad
-directory is refused with the field named, and the default lies outside the
-user's home while the tests run.
+In-process: a cold cache writes a program and loads it the second time; ''
+turns the cache off; a bad directory is refused with the field named; the
+default lies outside the user's home while the tests run. End to end, a
+second launch with the same cache directory loads its train step and gives
+the same results: tests/test_reliability.py's restarts check that (a killed
+smoke run restarted with the suite's shared cache directory, its
+results.json equal to an uninterrupted run's), so this module adds no
+launch.py runs of its own.
 """
 
 import json
@@ -22,48 +22,7 @@ from fasjax import compilation_cache
 from fasjax import config_checks
 from fasjax import trained
 
-_LOADED = 'loaded from the compilation cache'
-
-
-def _losses(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    lines = [json.loads(line) for line in f]
-  return [(l['step'], l['values']['train/loss']) for l in lines
-          if 'train/loss' in l.get('values', {})]
-
-
-def _step_line(proc):
-  lines = [l for l in proc.stderr.splitlines() if 'Train step traced' in l]
-  assert len(lines) == 1, proc.stderr[-3000:]
-  return lines[0]
-
-
-@pytest.fixture(scope='module')
-def two_runs(tmp_path_factory, data_dir):
-  cache = compilation_cache.default_dir()
-  runs = []
-  for _ in range(2):
-    workdir = str(tmp_path_factory.mktemp('run'))
-    proc = smoke_run.launch(workdir, data_dir,
-                            f'--config.compilation_cache_dir={cache}',
-                            '--config.num_steps=2', '--config.eval_every=0')
-    runs.append((workdir, proc))
-  return runs
-
-
-def test_second_launch_loads_the_step_from_the_cache(two_runs):
-  (_, first), (_, second) = two_runs
-  assert 'compiled (' in _step_line(first) or _LOADED in _step_line(first)
-  assert _LOADED in _step_line(second)
-
-
-def test_cached_step_gives_equal_results(two_runs):
-  (first, _), (second, _) = two_runs
-  assert (smoke_run.read_json(os.path.join(first, 'results.json'))
-          == smoke_run.read_json(os.path.join(second, 'results.json')))
-  losses = _losses(first)
-  assert [s for s, _ in losses] == [2]
-  assert losses == _losses(second)
+_LOADED = smoke_run.LOADED_FROM_CACHE
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ NOT_RUN = (
      'compiles the 256x256 step with XLA:GPU or libtpu (35 s to minutes); '
      'tests/test_deviceless.py runs it on the smoke step'),
     (r'^(\S+=\S+ )*python benchmarks/(train_step|profile_step|conv_layers|'
-     r'input_pipeline|eval|compiled_memory|compile_time)\.py',
+     r'input_pipeline|eval|compiled_memory|compile_time|memory_scaling)\.py',
      'long run: a benchmark (minutes on 2 cores, the 256x256 step tens of GB)'),
     (r'^python benchmarks/domain_shift\.py',
      'long run: renders the benchmark and fits classifiers; --large reads the '

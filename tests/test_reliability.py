@@ -75,6 +75,10 @@ def test_sigkill_during_checkpoint_write_then_restart(tmp_path, data_dir,
   assert smoke_run.checkpoint_steps(workdir) == [3]
   proc = _restart(workdir, data_dir)
   assert 'Resumed from checkpoint at step 3' in proc.stderr
+  # The restart loads its train step from the persistent compilation cache
+  # (fasjax/compilation_cache.py) that the killed run, at the latest, wrote;
+  # the results below equal the uninterrupted run's.
+  assert smoke_run.LOADED_FROM_CACHE in smoke_run.train_step_line(proc.stderr)
   assert (smoke_run.read_json(os.path.join(workdir, 'results.json'))
           == smoke_run.read_json(os.path.join(reference, 'results.json')))
 

@@ -190,6 +190,16 @@ _RUN_FLAGS = ('--config.model.conv_impl=xla',
               '--config.eval_batch_size=30', '--config.optim.lr=1e-5')
 
 
+def _run_config(data_dir):
+  """The smoke config with _RUN_FLAGS applied, for in-process evaluation."""
+  config = smoke_run.config(data_dir)
+  config.model.conv_impl = 'xla'
+  config.data.per_class_batch = 2
+  config.eval_batch_size = 30
+  config.optim.lr = 1e-5
+  return config
+
+
 def _cpu_devices(n):
   return {'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') +
                        f' --xla_force_host_platform_device_count={n}'}
@@ -266,12 +276,9 @@ def test_eval_mode_on_four_devices_reproduces_results(
 def test_evaluate_step_on_four_devices_equals_one_device(
     one_and_four_device_runs, data_dir):
   four = one_and_four_device_runs[4][0]
-  config = smoke_run.config(data_dir)
-  config.model.conv_impl = 'xla'
-  config.data.per_class_batch = 2
-  config.eval_batch_size = 30
   # This process has one device: the same checkpoint scored unsharded.
-  expected = checkpoint_eval.evaluate_step(config, four, 3, write=False)
+  expected = checkpoint_eval.evaluate_step(_run_config(data_dir), four, 3,
+                                           write=False)
   actual = smoke_run.read_json(os.path.join(four, 'eval_step_3.json'))
   assert actual['step'] == expected['step'] == 3
   for block in ('protocol', 'honest', 'dev'):
@@ -289,8 +296,9 @@ def _free_port():
 def test_two_processes_train_and_one_process_reevaluates(tmp_path, data_dir):
   # launch.py as two jax.distributed processes (one CPU device each) on this
   # machine: each reads its half of every domain, process 0 writes. A plain
-  # one-process --mode=eval of the same checkpoints must find the numbers the
-  # two processes recorded (P(live) gathered across processes correctly).
+  # one-device re-evaluation of the same checkpoints (what --mode=eval runs,
+  # here in this process) must find the numbers the two processes recorded
+  # (P(live) gathered across processes correctly).
   workdir = str(tmp_path / 'two_processes')
   address = f'localhost:{_free_port()}'
   procs = [subprocess.Popen(
@@ -303,7 +311,7 @@ def test_two_processes_train_and_one_process_reevaluates(tmp_path, data_dir):
   for i, (proc, log) in enumerate(zip(procs, logs)):
     assert proc.returncode == 0, f'process {i}: {log[-3000:]}'
   assert 'Data-parallel over 2 devices (2 processes)' in logs[0]
-  smoke_run.launch(workdir, data_dir, '--mode=eval', *_RUN_FLAGS)
+  checkpoint_eval.evaluate_checkpoints(_run_config(data_dir), workdir)
   _assert_same_results(os.path.join(workdir, 'eval_results.json'),
                        os.path.join(workdir, 'results.json'), rtol=1e-6)
 
