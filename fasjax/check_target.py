@@ -32,6 +32,7 @@ raises it), so 'fits' is judged against that fraction on GPUs and against
 the whole HBM on TPUs.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -154,6 +155,30 @@ def compile_step(config, target: deviceless.Target, devices: int,
 _COMPILED: dict[tuple[str, str, int, str], dict[str, Any]] = {}
 
 
+@contextlib.contextmanager
+def _persistent_cache(enabled: bool):
+  """JAX's persistent compilation cache on or off for one compile.
+
+  A compile-only (deviceless) executable cannot be loaded back from the
+  cache (jax 0.10.2: "PjRtCompiler must be constructed with a Client", a
+  warning per compile), so writing it there only costs time and disk. JAX
+  decides once per process whether it uses the cache, so the switch resets
+  that decision on the way in and out.
+  """
+  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=g-import-not-at-top
+  saved = jax.config.jax_enable_compilation_cache
+  if enabled or not saved:
+    yield
+    return
+  jax.config.update('jax_enable_compilation_cache', False)
+  cc.reset_cache()
+  try:
+    yield
+  finally:
+    jax.config.update('jax_enable_compilation_cache', saved)
+    cc.reset_cache()
+
+
 def compile_on(config, found: Sequence[Any], platform: str,
                compiler_options: dict[str, Any] | None = None
                ) -> dict[str, Any]:
@@ -167,17 +192,9 @@ def compile_on(config, found: Sequence[Any], platform: str,
   tx = model_setup.build_optimizer(config)
   state, batch = abstract_inputs(nets, tx, config, mesh)
   step = sharding.jit_train_step(nets, tx, mesh, donate=True)
-  # A compile-only executable cannot be loaded back from JAX's persistent
-  # cache (jax 0.10.2: "PjRtCompiler must be constructed with a Client"), so
-  # writing it there only costs time and disk.
-  cache = jax.config.jax_enable_compilation_cache
   t0 = time.perf_counter()
-  try:
-    if platform != 'cpu':
-      jax.config.update('jax_enable_compilation_cache', False)
+  with _persistent_cache(enabled=platform == 'cpu'):
     compiled = step.lower(state, batch).compile(compiler_options)
-  finally:
-    jax.config.update('jax_enable_compilation_cache', cache)
   out: dict[str, Any] = {'compile_s': time.perf_counter() - t0,
                          'device_kind': found[0].device_kind,
                          'conv_impl': nets.net.conv_impl}

@@ -277,3 +277,31 @@ def test_remat_all_marks_the_cheapest_policy_that_fits(smoke, monkeypatch):
   entry = report['configs']['s']
   assert entry['cheapest_fitting'] is None
   assert entry['message'].startswith('does not fit: 8.30 GB')
+
+
+def test_deviceless_compiles_skip_the_persistent_cache(tmp_path):
+  # A deviceless executable cannot be read back from JAX's persistent cache;
+  # compile_on keeps it out, and the cache works again for CPU compiles.
+  _skip_unless('gpu')
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=g-import-not-at-top
+  from fasjax import compilation_cache  # pylint: disable=g-import-not-at-top
+  names = ('jax_enable_compilation_cache', 'jax_compilation_cache_dir')
+  saved = {n: getattr(jax.config, n) for n in names}
+  mesh = jax.sharding.Mesh(deviceless.target_devices('h100', 1), ('d',))
+  spec = jax.ShapeDtypeStruct((64, 64), jnp.float32,
+                              sharding=jax.sharding.NamedSharding(
+                                  mesh, jax.sharding.PartitionSpec()))
+  try:
+    compilation_cache.configure(str(tmp_path))
+    with check_target._persistent_cache(enabled=False):  # pylint: disable=protected-access
+      jax.jit(lambda a: jnp.sin(a) @ a + 0.4242).lower(spec).compile()
+    assert not list(tmp_path.iterdir())
+    assert jax.config.jax_enable_compilation_cache
+    jax.jit(lambda a: jnp.sin(a) @ a + 0.4343).lower(
+        jnp.zeros((64, 64), jnp.float32)).compile()
+    assert list(tmp_path.iterdir())
+  finally:
+    for name, value in saved.items():
+      jax.config.update(name, value)
+    cc.reset_cache()
