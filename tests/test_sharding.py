@@ -213,12 +213,21 @@ def one_and_four_device_runs(tmp_path_factory, data_dir):
     proc = smoke_run.launch(workdir, data_dir, *_RUN_FLAGS,
                             extra_env=_cpu_devices(devices))
     runs[devices] = (workdir, proc.stderr)
-  # --mode=eval restores the replicated checkpoints on 4 devices, for every
-  # evaluated step and (checkpoint_eval.evaluate_step) for one step.
-  for extra in (('--mode=eval',), ('--mode=eval', '--step=3')):
-    smoke_run.launch(runs[4][0], data_dir, *extra, *_RUN_FLAGS,
-                     extra_env=_cpu_devices(4))
+  # --mode=eval --step restores the replicated checkpoint of the reported
+  # step on 4 devices (checkpoint_eval.evaluate_step). The every-step path
+  # (evaluate_checkpoints) shares its restore and predict step; it is run
+  # on 1 device in tests/test_launch.py and in-process below.
+  four = runs[4][0]
+  step = _protocol_step(four)
+  smoke_run.launch(four, data_dir, '--mode=eval', f'--step={step}',
+                   *_RUN_FLAGS, extra_env=_cpu_devices(4))
   return runs
+
+
+def _protocol_step(workdir):
+  """The step whose evaluation results.json reports as the protocol's."""
+  return smoke_run.read_json(
+      os.path.join(workdir, 'results.json'))['protocol']['step']
 
 
 def _leaves(tree, path=''):
@@ -267,20 +276,24 @@ def test_launch_on_four_devices_equals_one_device(one_and_four_device_runs):
 
 
 def test_eval_mode_on_four_devices_reproduces_results(
-    one_and_four_device_runs):
-  four = one_and_four_device_runs[4][0]
-  assert (smoke_run.read_json(os.path.join(four, 'eval_results.json'))
-          == smoke_run.read_json(os.path.join(four, 'results.json')))
-
-
-def test_evaluate_step_on_four_devices_equals_one_device(
     one_and_four_device_runs, data_dir):
   four = one_and_four_device_runs[4][0]
+  results = smoke_run.read_json(os.path.join(four, 'results.json'))
+  step = _protocol_step(four)
+  actual = smoke_run.read_json(os.path.join(four, f'eval_step_{step}.json'))
+  # Restored and re-evaluated on 4 devices: the run's own protocol numbers
+  # (and its honest ones where they come from the same step).
+  assert actual['step'] == step
+  blocks = [b for b in ('protocol', 'honest') if results[b]['step'] == step]
+  for block in blocks:
+    same = set(actual[block]) & set(results[block])
+    assert same >= {'hter', 'auc', 'eer', 'threshold'}, (block, same)
+    assert ({k: actual[block][k] for k in same}
+            == {k: results[block][k] for k in same}), block
   # This process has one device: the same checkpoint scored unsharded.
-  expected = checkpoint_eval.evaluate_step(_run_config(data_dir), four, 3,
+  expected = checkpoint_eval.evaluate_step(_run_config(data_dir), four, step,
                                            write=False)
-  actual = smoke_run.read_json(os.path.join(four, 'eval_step_3.json'))
-  assert actual['step'] == expected['step'] == 3
+  assert expected['step'] == step
   for block in ('protocol', 'honest', 'dev'):
     for key, value in expected[block].items():
       np.testing.assert_allclose(actual[block][key], value, rtol=1e-6,
