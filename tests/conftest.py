@@ -30,3 +30,18 @@ def data_dir(tmp_path_factory):
   xdist worker instead of one per module (about 4 s each on 2 cores).
   """
   return str(tmp_path_factory.mktemp('tfds'))
+
+
+@pytest.fixture(scope='session')
+def trained_smoke_run(tmp_path_factory, data_dir):
+  """The synthetic smoke run, trained in-process once per worker: its workdir.
+
+  Shared by the modules that only read a finished run (tests/test_inference.py,
+  tests/test_reliability.py's reference, tests/test_report.py on a copy):
+  training it costs 15-25 s on 2 cores. Do not write into it; copy it.
+  """
+  import smoke_run  # pylint: disable=g-import-not-at-top
+  from fasjax import train  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp('trained_smoke'))
+  train.train_and_evaluate(smoke_run.config(data_dir), workdir)
+  return workdir

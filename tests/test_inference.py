@@ -26,7 +26,6 @@ from fasjax import export
 from fasjax import input_pipeline
 from fasjax import predict
 from fasjax import trained
-from fasjax import train
 from fasjax.preprocess import config as preprocess_config
 import media
 import smoke_run
@@ -35,10 +34,8 @@ PARITY_TOLERANCE = 1e-4  # the issue's bound; measured differences are ~1e-7
 
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory, data_dir):
-  workdir = str(tmp_path_factory.mktemp('run'))
-  train.train_and_evaluate(smoke_run.config(data_dir), workdir)
-  return workdir
+def run(trained_smoke_run):
+  return trained_smoke_run
 
 
 @pytest.fixture(scope='module')

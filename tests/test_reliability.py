@@ -29,11 +29,9 @@ from fasjax import workdir_lock
 
 
 @pytest.fixture(scope='module')
-def reference(tmp_path_factory, data_dir):
-  """An uninterrupted smoke run: its workdir."""
-  workdir = str(tmp_path_factory.mktemp('reference'))
-  train.train_and_evaluate(smoke_run.config(data_dir), workdir)
-  return workdir
+def reference(trained_smoke_run):
+  """An uninterrupted smoke run (tests/conftest.py): its workdir."""
+  return trained_smoke_run
 
 
 def _kill_when(workdir, data_dir, condition, timeout=300):

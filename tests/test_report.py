@@ -26,23 +26,24 @@ from fasjax import data
 from fasjax import evaluate
 from fasjax import metrics
 from fasjax import report
-from fasjax import train
 from fasjax import workdir_lock
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 
 @pytest.fixture(scope='module')
-def config(tmp_path_factory):
+def config(data_dir):
   config = common.protocol_config('ocm', 'i', 'synthetic,smoke')
-  config.data.data_dir = str(tmp_path_factory.mktemp('tfds'))
+  config.data.data_dir = data_dir
   return config
 
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory, config):
-  workdir = str(tmp_path_factory.mktemp('run'))
-  train.train_and_evaluate(config, workdir)
+def run(tmp_path_factory, trained_smoke_run):
+  """A copy of the shared smoke run (tests/conftest.py): the report writes
+  into its workdir."""
+  workdir = str(tmp_path_factory.mktemp('run') / 'run')
+  shutil.copytree(trained_smoke_run, workdir)
   return workdir
 
 

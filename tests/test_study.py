@@ -48,10 +48,9 @@ def _read(path):
 
 
 @pytest.fixture(scope='module')
-def resumed_study(tmp_path_factory):
+def resumed_study(tmp_path_factory, data_dir):
   """A study killed once its first cell finished, then rerun to the end."""
   workdir = str(tmp_path_factory.mktemp('study'))
-  data_dir = str(tmp_path_factory.mktemp('tfds'))
   proc = subprocess.Popen(_study_cmd(workdir, data_dir), cwd=ROOT,
                           env=_env(), stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, start_new_session=True)

@@ -211,27 +211,36 @@ def _assert_same_rows(workdir, reference):
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  """The smoke data, built once for the module's studies."""
-  path = str(tmp_path_factory.mktemp('tfds'))
+def study_data_dir(data_dir):
+  """The worker's smoke data (tests/conftest.py), built before the studies.
+
+  Parallel cells must not both build it on first use (what
+  study.prepare_synthetic_data does for a real study, in a subprocess).
+  """
+  from fasjax.datasets import prepare_synthetic  # pylint: disable=g-import-not-at-top
   cells = study.make_cells(['ocm_to_i'], ['full'], [0], True, ['smoke'])
-  study.prepare_synthetic_data(cells, [f'config.data.data_dir={path}'])
-  return path
+  for path, configs in study.synthetic_builds(
+      cells, [f'config.data.data_dir={data_dir}']).items():
+    assert path == data_dir
+    prepare_synthetic.prepare(configs, path)
+  return data_dir
 
 
 @pytest.fixture(scope='module')
-def sequential_rows(tmp_path_factory, data_dir):
+def sequential_rows(tmp_path_factory, study_data_dir):
   workdir = str(tmp_path_factory.mktemp('sequential'))
-  proc = subprocess.run(_study_cmd(workdir, data_dir), cwd=ROOT, env=_env(),
+  proc = subprocess.run(_study_cmd(workdir, study_data_dir), cwd=ROOT,
+                        env=_env(),
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return _rows(workdir)
 
 
 def test_killed_local_study_resumes_to_the_sequential_result(
-    tmp_path_factory, data_dir, sequential_rows):
+    tmp_path_factory, study_data_dir, sequential_rows):
   workdir = str(tmp_path_factory.mktemp('local'))
-  cmd = _study_cmd(workdir, data_dir, '--executor=local', '--max_parallel=2')
+  cmd = _study_cmd(workdir, study_data_dir, '--executor=local',
+                   '--max_parallel=2')
   proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           start_new_session=True)
@@ -277,10 +286,11 @@ def _squeue(env):
 
 
 def test_slurm_study_with_a_cancelled_job_resumes(
-    tmp_path_factory, data_dir, sequential_rows, cluster):
+    tmp_path_factory, study_data_dir, sequential_rows, cluster):
   workdir = str(tmp_path_factory.mktemp('slurmstudy'))
   env = _env(**cluster.env())
-  cmd = _study_cmd(workdir, data_dir, '--executor=slurm', '--slurm_poll_s=1',
+  cmd = _study_cmd(workdir, study_data_dir, '--executor=slurm',
+                   '--slurm_poll_s=1',
                    '--slurm_time=20', '--slurm_cpus_per_job=1',
                    '--slurm_additional=job_name=fasjax-test')
   proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
