@@ -19,7 +19,6 @@ import time
 
 import pytest
 
-from fasjax import study
 from fasjax import study_exec
 from fasjax import workdir_lock
 
@@ -211,25 +210,12 @@ def _assert_same_rows(workdir, reference):
 
 
 @pytest.fixture(scope='module')
-def study_data_dir(data_dir):
-  """The worker's smoke data (tests/conftest.py), built before the studies.
-
-  Parallel cells must not both build it on first use (what
-  study.prepare_synthetic_data does for a real study, in a subprocess).
-  """
-  from fasjax.datasets import prepare_synthetic  # pylint: disable=g-import-not-at-top
-  cells = study.make_cells(['ocm_to_i'], ['full'], [0], True, ['smoke'])
-  for path, configs in study.synthetic_builds(
-      cells, [f'config.data.data_dir={data_dir}']).items():
-    assert path == data_dir
-    prepare_synthetic.prepare(configs, path)
-  return data_dir
-
-
-@pytest.fixture(scope='module')
-def sequential_rows(tmp_path_factory, study_data_dir):
+def sequential_rows(tmp_path_factory, data_dir):
+  # The worker's smoke data (tests/conftest.py): built on first use by this
+  # sequential study's cells, or earlier; the parallel studies below build
+  # what is missing before their cells start (study.prepare_synthetic_data).
   workdir = str(tmp_path_factory.mktemp('sequential'))
-  proc = subprocess.run(_study_cmd(workdir, study_data_dir), cwd=ROOT,
+  proc = subprocess.run(_study_cmd(workdir, data_dir), cwd=ROOT,
                         env=_env(),
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -237,9 +223,9 @@ def sequential_rows(tmp_path_factory, study_data_dir):
 
 
 def test_killed_local_study_resumes_to_the_sequential_result(
-    tmp_path_factory, study_data_dir, sequential_rows):
+    tmp_path_factory, data_dir, sequential_rows):
   workdir = str(tmp_path_factory.mktemp('local'))
-  cmd = _study_cmd(workdir, study_data_dir, '--executor=local',
+  cmd = _study_cmd(workdir, data_dir, '--executor=local',
                    '--max_parallel=2')
   proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -286,10 +272,10 @@ def _squeue(env):
 
 
 def test_slurm_study_with_a_cancelled_job_resumes(
-    tmp_path_factory, study_data_dir, sequential_rows, cluster):
+    tmp_path_factory, data_dir, sequential_rows, cluster):
   workdir = str(tmp_path_factory.mktemp('slurmstudy'))
   env = _env(**cluster.env())
-  cmd = _study_cmd(workdir, study_data_dir, '--executor=slurm',
+  cmd = _study_cmd(workdir, data_dir, '--executor=slurm',
                    '--slurm_poll_s=1',
                    '--slurm_time=20', '--slurm_cpus_per_job=1',
                    '--slurm_additional=job_name=fasjax-test')
