@@ -16,9 +16,11 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import pytest
 
+from fasjax import study
 from fasjax import study_exec
 from fasjax import workdir_lock
 
@@ -214,11 +216,16 @@ def sequential_rows(tmp_path_factory, data_dir):
   # The worker's smoke data (tests/conftest.py): built on first use by this
   # sequential study's cells, or earlier; the parallel studies below build
   # what is missing before their cells start (study.prepare_synthetic_data).
+  # The study runs in this process (what `python -m fasjax.study` runs for
+  # _study_cmd, sequential executor: one launch.py per cell), which spares a
+  # study process start; its cells get the command-line studies' env.
   workdir = str(tmp_path_factory.mktemp('sequential'))
-  proc = subprocess.run(_study_cmd(workdir, data_dir), cwd=ROOT,
-                        env=_env(),
-                        capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  cells = study.make_cells(['ocm_to_i'], ['full'], [0, 1], True, ['smoke'])
+  with mock.patch.dict(os.environ, _env()):
+    study.run_study(cells, workdir, [f'config.data.data_dir={data_dir}',
+                                     'config.num_steps=3'])
+  study.write_outputs(study.aggregate(cells, workdir, True), workdir,
+                      'python -m fasjax.study')
   return _rows(workdir)
 
 
