@@ -1,26 +1,28 @@
-"""Study executors: local (parallel) and slurm, against sequential.
+"""Study executors: sequential, local (parallel) and slurm.
 
 Unit tests run trivial commands in place of training. The smoke tests train
 two smoke cells three ways and compare the study.json rows, which must be
-equal (training is deterministic and resumes bit for bit): sequential; local
-with both cells at once, SIGKILLed mid-way and rerun; and slurm on a real
+equal (training is deterministic and resumes bit for bit): sequential,
+SIGKILLed once its first cell finished and rerun (its aggregates checked
+against the cells with the statistics module); local with both cells at
+once, SIGKILLed mid-way and rerun; and slurm on a real
 one-node cluster on this host (tests/slurm_cluster.py), one job cancelled
 with scancel and the study rerun. Where the SLURM daemons cannot start, the
 slurm test skips with the reason, and submitit's local executor still runs
 the job function (test_job_function_on_submitit_local).
 """
 
+import csv
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
-from unittest import mock
 
 import pytest
 
-from fasjax import study
 from fasjax import study_exec
 from fasjax import workdir_lock
 
@@ -196,9 +198,13 @@ def _results(workdir, seed):
                       'results.json')
 
 
+def _read(path):
+  with open(path) as f:
+    return json.load(f)
+
+
 def _rows(workdir):
-  with open(os.path.join(workdir, 'study.json')) as f:
-    return json.load(f)['rows']
+  return _read(os.path.join(workdir, 'study.json'))['rows']
 
 
 def _assert_same_rows(workdir, reference):
@@ -212,21 +218,82 @@ def _assert_same_rows(workdir, reference):
 
 
 @pytest.fixture(scope='module')
-def sequential_rows(tmp_path_factory, data_dir):
-  # The worker's smoke data (tests/conftest.py): built on first use by this
-  # sequential study's cells, or earlier; the parallel studies below build
-  # what is missing before their cells start (study.prepare_synthetic_data).
-  # The study runs in this process (what `python -m fasjax.study` runs for
-  # _study_cmd, sequential executor: one launch.py per cell), which spares a
-  # study process start; its cells get the command-line studies' env.
+def resumed_study(tmp_path_factory, data_dir):
+  """A sequential study killed once its first cell finished, then rerun.
+
+  The worker's smoke data (tests/conftest.py) is built on first use by this
+  study's first cell, or earlier; the parallel studies below build what is
+  missing before their cells start (study.prepare_synthetic_data).
+  Returns (workdir, the first cell's results.json mtime, the rerun's log).
+  """
   workdir = str(tmp_path_factory.mktemp('sequential'))
-  cells = study.make_cells(['ocm_to_i'], ['full'], [0, 1], True, ['smoke'])
-  with mock.patch.dict(os.environ, _env()):
-    study.run_study(cells, workdir, [f'config.data.data_dir={data_dir}',
-                                     'config.num_steps=3'])
-  study.write_outputs(study.aggregate(cells, workdir, True), workdir,
-                      'python -m fasjax.study')
-  return _rows(workdir)
+  proc = subprocess.Popen(_study_cmd(workdir, data_dir), cwd=ROOT,
+                          env=_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+  deadline = time.time() + 300
+  try:
+    while not os.path.exists(_results(workdir, 0)):
+      assert proc.poll() is None, 'the study ended before its first cell'
+      assert time.time() < deadline, 'the first cell did not finish'
+      time.sleep(0.2)
+  finally:
+    # The whole session: the study and the launch.py of its second cell.
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+  assert not os.path.exists(os.path.join(workdir, 'study.json'))
+  first_mtime = os.path.getmtime(_results(workdir, 0))
+  rerun = subprocess.run(_study_cmd(workdir, data_dir), cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  return workdir, first_mtime, rerun.stderr
+
+
+def test_resume_skips_the_finished_cell(resumed_study):
+  workdir, first_mtime, log = resumed_study
+  assert os.path.getmtime(_results(workdir, 0)) == first_mtime
+  assert 'Skipping 1 finished cell' in log
+  assert '2/2 cells done' in log
+  assert os.path.exists(_results(workdir, 1))
+
+
+def test_aggregates_match_the_cells(resumed_study):
+  workdir = resumed_study[0]
+  cells = [_read(_results(workdir, s)) for s in (0, 1)]
+  rows = _rows(workdir)
+  assert len(rows) == 1
+  row = rows[0]
+  assert (row['protocol'], row['variant'], row['n_seeds']) == (
+      'ocm_to_i', 'full', 2)
+  for block in ('protocol', 'honest'):
+    for metric in ('hter', 'auc', 'tpr_at_fpr_1pct'):
+      values = [c[block][metric] for c in cells]
+      key = f'{block}_{metric}'
+      assert row[f'{key}_mean'] == pytest.approx(statistics.mean(values),
+                                                 abs=1e-12)
+      assert row[f'{key}_std'] == pytest.approx(statistics.stdev(values),
+                                                abs=1e-12)
+  # Synthetic rows carry no paper numbers, and say why.
+  assert row['paper_hter'] is None and 'synthetic' in row['paper_note']
+  with open(os.path.join(workdir, 'study.csv')) as f:
+    csv_rows = list(csv.DictReader(f))
+  assert float(csv_rows[0]['honest_hter_mean']) == pytest.approx(
+      row['honest_hter_mean'])
+  with open(os.path.join(workdir, 'study.md')) as f:
+    md = f.read()
+  hter = [c['protocol']['hter'] for c in cells]
+  expected = (f'{100 * statistics.mean(hter):.2f} ± '
+              f'{100 * statistics.stdev(hter):.2f}')
+  assert expected in md and 'honest HTER %' in md
+
+
+@pytest.fixture(scope='module')
+def sequential_rows(resumed_study):
+  """The sequential study's study.json rows: the executors' reference.
+
+  Killed and resumed, it equals an uninterrupted sequential study, as
+  training resumes bit for bit (tests/test_reliability.py).
+  """
+  return _rows(resumed_study[0])
 
 
 def test_killed_local_study_resumes_to_the_sequential_result(
