@@ -384,6 +384,10 @@ def aggregate(cells: Sequence[Cell], folders: str | Sequence[str],
 # learning, or the sources memorised) when the evaluation was taken.
 TRAIN_LOSSES = ('loss', 'cls', 'cls_meta_test', 'trip', 'trip_meta_test',
                 'depth', 'parsing')
+# The losses a variant still logs but does not train on: weight 0 in
+# configs/common.py (lambda_seg; lambda_trip and meta.inner_trip_weight).
+UNTRAINED_LOSSES = {'no_parsing': ('parsing',),
+                    'no_triplet': ('trip', 'trip_meta_test')}
 
 
 def final_train_losses(cell_dir: str) -> dict[str, float]:
@@ -677,7 +681,9 @@ def train_loss_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     mean, std = r[f'train_{n}_final_mean'], r[f'train_{n}_final_std']
     if mean is None:
       return '-'
-    return f'{mean:.3f}' + ('' if std is None else f' ± {std:.3f}')
+    untrained = n in UNTRAINED_LOSSES.get(r['variant'], ())
+    return (f'{mean:.3f}' + ('' if std is None else f' ± {std:.3f}')
+            + (' (weight 0)' if untrained else ''))
   return _table(['protocol', 'variant', 'seeds'] + list(names),
                 [[r['protocol'], r['variant'],
                   str(len(r[f'train_{names[0]}_final_values']))]
@@ -741,7 +747,10 @@ def to_markdown(rows: Sequence[dict[str, Any]], command: str) -> str:
               'training losses (metrics.jsonl: the mean over the last logging '
               'interval; meta-train and meta-test terms summed over domains). '
               'They say which regime the table measures: sources still being '
-              'learned, or memorised.', '', *losses, '']
+              'learned, or memorised. `loss` is the weighted sum that is '
+              'trained (the config\'s loss weights); a term marked '
+              '"(weight 0)" is logged but not trained by that variant.', '',
+              *losses, '']
   notes += [f'Command: `{command}`', '']
   return '# Study\n\n' + '\n'.join(lines) + '\n' + '\n'.join(notes)
 

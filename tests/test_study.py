@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from configs import common
 from fasjax import study
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -369,3 +370,21 @@ def test_final_training_losses_from_metrics_jsonl(tmp_path):
   md = study.to_markdown([row], 'cmd')
   assert '## Training losses at the end' in md
   assert '| ocm_to_i | full | 2 | 2.500 ± 0.707 | 0.300 ± 0.071 |' in md
+
+
+def test_untrained_losses_are_the_ones_the_configs_weight_zero():
+  full = common.protocol_config('ocm', 'i', 'synthetic')
+  weights = {'parsing': lambda c: [c.loss.lambda_seg],
+             'trip': lambda c: [c.loss.lambda_trip, c.meta.inner_trip_weight]}
+  weights['trip_meta_test'] = weights['trip']
+  assert all(w > 0 for f in weights.values() for w in f(full))
+  for variant in common.ABLATIONS:
+    config = common.protocol_config('ocm', 'i', f'synthetic,{variant}')
+    zero = {n for n, f in weights.items() if all(w == 0 for w in f(config))}
+    assert zero == set(study.UNTRAINED_LOSSES.get(variant, ())), variant
+  row = {'protocol': 'ocm_to_i', 'variant': 'no_parsing'}
+  for name in study.TRAIN_LOSSES:
+    row[f'train_{name}_final_mean'], row[f'train_{name}_final_std'] = 1.0, None
+    row[f'train_{name}_final_values'] = [1.0]
+  table = '\n'.join(study.train_loss_table([row]))
+  assert table.count('(weight 0)') == 1 and '1.000 (weight 0) |' in table
