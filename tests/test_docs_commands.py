@@ -83,6 +83,9 @@ NOT_RUN = (
     (r'^python benchmarks/domain_shift\.py',
      'long run: renders the benchmark and fits classifiers; --large reads the '
      'large configs (10 min to build)'),
+    (r'^python benchmarks/inner_step\.py ',
+     'needs a trained run\'s checkpoint (a large-benchmark cell: 4 min on 2 '
+     'cores)'),
     (r'^tfds build --imports=fasjax\.datasets ',
      'real data: needs the licensed raw release'),
     (r'^python -m fasjax\.preprocess ',
@@ -102,8 +105,8 @@ NOT_RUN = (
      'real data (Table I)'),
     (r'^python -m fasjax\.study --protocols=ocm_to_i --variants=full,.* '
      r'--synthetic ',
-     'long run: 18 cells, 1-2 h on 2 cores; tests/test_study.py runs a smoke '
-     'study'),
+     'long run: 18 or more cells, 1-2 h or more on 2 cores; '
+     'tests/test_study_exec.py runs a smoke study'),
     (r'^python launch\.py --config=configs/ocm_to_i\.py:synthetic,seed=0 '
      r'--mode=report --workdir=workdirs/table2_synthetic/',
      'needs the synthetic Table II study\'s cell'),
