@@ -103,10 +103,14 @@ NOT_RUN = (
     (r'^python -m fasjax\.study --protocols=ocm_to_i,oci_to_m,omi_to_c,icm_to_o '
      r'--variants=full --seeds=0,1,2 --workdir=',
      'real data (Table I)'),
-    (r'^python -m fasjax\.study --protocols=ocm_to_i --variants=full,.* '
-     r'--synthetic ',
+    (r'^python -m fasjax\.study --protocols=ocm_to_i --variants=full,'
+     r'(?!.*--aggregate_only).* --synthetic ',
      'long run: 18 or more cells, 1-2 h or more on 2 cores; '
      'tests/test_study_exec.py runs a smoke study'),
+    (r'^python -m fasjax\.study --protocols=ocm_to_i --variants=full,.* '
+     r'--aggregate_only$',
+     'a 1.5 min bootstrap over 48 committed cells; tests/test_study.py '
+     'merges and aggregates hand-written cells'),
     (r'^python launch\.py --config=configs/ocm_to_i\.py:synthetic,seed=0 '
      r'--mode=report --workdir=workdirs/table2_synthetic/',
      'needs the synthetic Table II study\'s cell'),
