@@ -95,7 +95,9 @@ def test_sigkill_between_checkpoints_then_restart(tmp_path, data_dir,
   # Restarted in this process (what launch.py runs; the restart above is a
   # launch.py): one launch.py start less.
   config = smoke_run.config(data_dir)
-  with caplog.at_level(logging.INFO):
+  # The absl logger's own level: another test may have lowered absl's
+  # verbosity in this worker.
+  with caplog.at_level('INFO', logger='absl'):
     train.train_and_evaluate(config, workdir)
   assert 'Resumed from checkpoint at step 3' in caplog.text
   assert (smoke_run.read_json(os.path.join(workdir, 'results.json'))
