@@ -92,8 +92,8 @@ def test_sigkill_between_checkpoints_then_restart(tmp_path, data_dir,
 
   _kill_when(workdir, data_dir, after_step_4)
   assert smoke_run.checkpoint_steps(workdir) == [3]
-  # Restarted in this process (what launch.py runs; the restart above is a
-  # launch.py): one launch.py start less.
+  # Restarted in this process, which runs what launch.py runs, to spare a
+  # launch.py start (the test above restarts through launch.py itself).
   config = smoke_run.config(data_dir)
   # The absl logger's own level: another test may have lowered absl's
   # verbosity in this worker.
