@@ -16,22 +16,12 @@ import sys
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
+import smoke_run
 
 from configs import common
 from fasjax import study
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _env():
-  # The same XLA settings as this process (tests/conftest.py).
-  return dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
-              JAX_DISABLE_MOST_OPTIMIZATIONS='1')
-
-
-def _read(path):
-  with open(path) as f:
-    return json.load(f)
 
 
 def test_paper_values_only_beside_real_full_rows():
@@ -188,7 +178,7 @@ def test_aggregate_two_level_bootstrap_from_saved_scores(tmp_path):
   def load(variant, seed):
     path = os.path.join(workdir, 'ocm_to_i', variant, f'seed{seed}',
                         'target_scores_step20.json')
-    saved = _read(path)
+    saved = smoke_run.read_json(path)
     return np.array(saved['scores']), np.array(saved['labels'])
   def auc(s, y):
     pos, neg = s[y == 1], s[y == 0]
@@ -233,11 +223,11 @@ def test_a_split_study_merged_equals_the_study_run_in_one(tmp_path):
          '--variants=full,no_meta', '--seeds=0,1,2,3', '--synthetic',
          f'--workdir={out}', f'--cells_from={",".join(halves)}',
          '--aggregate_only']
-  run = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True,
+  run = subprocess.run(cmd, cwd=ROOT, env=smoke_run.env(), capture_output=True,
                        text=True, timeout=120)
   assert run.returncode == 0, run.stderr[-3000:]
   study.write_outputs(study.aggregate(cells, whole, True), whole, 'x')
-  merged, single = (_read(os.path.join(d, 'study.json'))['rows']
+  merged, single = (smoke_run.read_json(os.path.join(d, 'study.json'))['rows']
                     for d in (out, whole))
   assert merged == single
   assert [r['n_seeds'] for r in merged] == [4, 4]

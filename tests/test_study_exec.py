@@ -22,6 +22,7 @@ import sys
 import time
 
 import pytest
+import smoke_run
 
 from fasjax import study_exec
 from fasjax import workdir_lock
@@ -34,11 +35,6 @@ try:
   import submitit
 except ImportError:
   submitit = None
-
-
-def _env(**extra):
-  return dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
-              JAX_DISABLE_MOST_OPTIMIZATIONS='1', **extra)
 
 
 def _task(tmp_path, name, code):
@@ -143,7 +139,7 @@ def test_slurm_missing_says_what_and_how(monkeypatch, tmp_path):
       [sys.executable, '-m', 'fasjax.study', '--protocols=ocm_to_i',
        '--synthetic', '--config_args=smoke', '--executor=slurm',
        f'--workdir={tmp_path / "w"}'], cwd=ROOT,
-      env=_env(PATH=str(tmp_path)), capture_output=True, text=True,
+      env=smoke_run.env(PATH=str(tmp_path)), capture_output=True, text=True,
       timeout=120)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert 'sbatch is not on the PATH' in proc.stderr
@@ -155,8 +151,8 @@ def test_second_study_in_the_same_workdir_is_refused(tmp_path):
     proc = subprocess.run(
         [sys.executable, '-m', 'fasjax.study', '--protocols=ocm_to_i',
          '--synthetic', '--config_args=smoke', '--executor=local',
-         f'--workdir={workdir}'], cwd=ROOT, env=_env(), capture_output=True,
-        text=True, timeout=120)
+         f'--workdir={workdir}'], cwd=ROOT, env=smoke_run.env(),
+        capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert 'Refusing to start a second study' in proc.stderr
   assert not os.path.exists(os.path.join(workdir, 'ocm_to_i'))
@@ -198,13 +194,8 @@ def _results(workdir, seed):
                       'results.json')
 
 
-def _read(path):
-  with open(path) as f:
-    return json.load(f)
-
-
 def _rows(workdir):
-  return _read(os.path.join(workdir, 'study.json'))['rows']
+  return smoke_run.read_json(os.path.join(workdir, 'study.json'))['rows']
 
 
 def _assert_same_rows(workdir, reference):
@@ -228,7 +219,7 @@ def resumed_study(tmp_path_factory, data_dir):
   """
   workdir = str(tmp_path_factory.mktemp('sequential'))
   proc = subprocess.Popen(_study_cmd(workdir, data_dir), cwd=ROOT,
-                          env=_env(), stdout=subprocess.DEVNULL,
+                          env=smoke_run.env(), stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, start_new_session=True)
   deadline = time.time() + 300
   try:
@@ -242,8 +233,9 @@ def resumed_study(tmp_path_factory, data_dir):
     proc.wait()
   assert not os.path.exists(os.path.join(workdir, 'study.json'))
   first_mtime = os.path.getmtime(_results(workdir, 0))
-  rerun = subprocess.run(_study_cmd(workdir, data_dir), cwd=ROOT, env=_env(),
-                         capture_output=True, text=True, timeout=300)
+  rerun = subprocess.run(_study_cmd(workdir, data_dir), cwd=ROOT,
+                         env=smoke_run.env(), capture_output=True, text=True,
+                         timeout=300)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   return workdir, first_mtime, rerun.stderr
 
@@ -258,7 +250,7 @@ def test_resume_skips_the_finished_cell(resumed_study):
 
 def test_aggregates_match_the_cells(resumed_study):
   workdir = resumed_study[0]
-  cells = [_read(_results(workdir, s)) for s in (0, 1)]
+  cells = [smoke_run.read_json(_results(workdir, s)) for s in (0, 1)]
   rows = _rows(workdir)
   assert len(rows) == 1
   row = rows[0]
@@ -299,9 +291,8 @@ def sequential_rows(resumed_study):
 def test_killed_local_study_resumes_to_the_sequential_result(
     tmp_path_factory, data_dir, sequential_rows):
   workdir = str(tmp_path_factory.mktemp('local'))
-  cmd = _study_cmd(workdir, data_dir, '--executor=local',
-                   '--max_parallel=2')
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(),
+  cmd = _study_cmd(workdir, data_dir, '--executor=local', '--max_parallel=2')
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=smoke_run.env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           start_new_session=True)
   # Kill mid-way: once both cells train (each holds its workdir lock), a few
@@ -319,8 +310,8 @@ def test_killed_local_study_resumes_to_the_sequential_result(
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
   assert not os.path.exists(os.path.join(workdir, 'study.json'))
-  rerun = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True,
-                         text=True, timeout=600)
+  rerun = subprocess.run(cmd, cwd=ROOT, env=smoke_run.env(),
+                         capture_output=True, text=True, timeout=600)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert '2/2 cells done' in rerun.stderr
   _assert_same_rows(workdir, sequential_rows)
@@ -348,9 +339,8 @@ def _squeue(env):
 def test_slurm_study_with_a_cancelled_job_resumes(
     tmp_path_factory, data_dir, sequential_rows, cluster):
   workdir = str(tmp_path_factory.mktemp('slurmstudy'))
-  env = _env(**cluster.env())
-  cmd = _study_cmd(workdir, data_dir, '--executor=slurm',
-                   '--slurm_poll_s=1',
+  env = smoke_run.env(**cluster.env())
+  cmd = _study_cmd(workdir, data_dir, '--executor=slurm', '--slurm_poll_s=1',
                    '--slurm_time=20', '--slurm_cpus_per_job=1',
                    '--slurm_additional=job_name=fasjax-test')
   proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
