@@ -28,6 +28,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import repo_root  # pylint: disable=unused-import  # checkout root on sys.path
 
@@ -51,26 +52,17 @@ def parse_args(argv=None) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-def _norm(tree) -> jnp.ndarray:
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
-def _dot(a, b) -> jnp.ndarray:
-  return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a),
-                                            jax.tree.leaves(b)))
-
-
-def inner_step_figures(nets: meta.Networks, params, batch_stats, batch,
-                       step: jnp.ndarray, meta_test_domain: int,
-                       meta_train_domain: int) -> dict[str, jnp.ndarray]:
-  """The figures of one (K, J_i) pair of one batch (see the module doc)."""
-  hp = nets.hp
+def meta_inputs(nets: meta.Networks, params, batch_stats, images):
+  """The meta learner's input per domain, [D, B, ...] (train-mode forward)."""
   net_out, _ = meta.apply_net_per_domain(nets, params['net'],
-                                         batch_stats['net'], batch['image'])
-  x_D, y_D = net_out['meta_input'], jnp.asarray(batch['label'])
-  theta, meta_stats = params['meta'], batch_stats['meta']
-  x_J, y_J = x_D[meta_train_domain], y_D[meta_train_domain]
-  x_K, y_K = x_D[meta_test_domain], y_D[meta_test_domain]
+                                         batch_stats['net'], images)
+  return net_out['meta_input']
+
+
+def inner_step_figures(nets: meta.Networks, theta, meta_stats, x_J, y_J, x_K,
+                       y_K, step: jnp.ndarray) -> dict[str, jnp.ndarray]:
+  """The figures of one (K, J_i) pair (see the module doc)."""
+  hp = nets.hp
 
   def inner_loss(theta_):
     cls, trip, _ = meta.classifier_losses(nets, theta_, meta_stats, x_J, y_J,
@@ -89,14 +81,18 @@ def inner_step_figures(nets: meta.Networks, params, batch_stats, batch,
   theta_i = adapted(theta)
   plain = jax.grad(meta_test_loss)(theta)
   through = jax.grad(lambda t: meta_test_loss(adapted(t)))(theta)
-  diff = jax.tree.map(jnp.subtract, through, plain)
+  plain_norm = optax.global_norm(plain)
+  through_norm = optax.global_norm(through)
   return {
-      'theta_norm': _norm(theta),
-      'inner_step_norm': _norm(jax.tree.map(jnp.subtract, theta_i, theta)),
+      'theta_norm': optax.global_norm(theta),
+      'inner_step_norm': optax.global_norm(
+          jax.tree.map(jnp.subtract, theta_i, theta)),
       'loss_at_theta': meta_test_loss(theta),
       'loss_at_adapted': meta_test_loss(theta_i),
-      'grad_rel_diff': _norm(diff) / _norm(plain),
-      'grad_cosine': _dot(through, plain) / (_norm(through) * _norm(plain)),
+      'grad_rel_diff': optax.global_norm(
+          jax.tree.map(jnp.subtract, through, plain)) / plain_norm,
+      'grad_cosine': (optax.tree_utils.tree_vdot(through, plain)
+                      / (through_norm * plain_norm)),
   }
 
 
@@ -105,22 +101,24 @@ def main(argv=None) -> None:
   config = trained.load_config(args.workdir)
   if args.data_dir:
     config.data.data_dir = args.data_dir
-  nets, tx, template = model_setup.build(config)
-  del tx
+  nets, _, template = model_setup.build(config)
   state, _ = checkpoint.restore(checkpoint.manager(args.workdir), template,
                                 args.step)
+  theta, meta_stats = state.params['meta'], state.batch_stats['meta']
   train = data.make(config, start_step=args.step).train.as_numpy_iterator()
-  figures = jax.jit(inner_step_figures, static_argnums=(0, 5, 6))
-  n_domains = len(config.data.sources)
+  forward = jax.jit(meta_inputs, static_argnums=0)
+  figures = jax.jit(inner_step_figures, static_argnums=0)
+  step = jnp.asarray(args.step)
   rows = []
   for _ in range(args.batches):
     batch = next(train)
-    for k in range(n_domains):
-      for j in range(n_domains):
+    x_D = forward(nets, state.params, state.batch_stats, batch['image'])
+    y_D = jnp.asarray(batch['label'])
+    for k in range(x_D.shape[0]):
+      for j in range(x_D.shape[0]):
         if j != k:
           rows.append(jax.device_get(figures(
-              nets, state.params, state.batch_stats, batch,
-              jnp.asarray(args.step), k, j)))
+              nets, theta, meta_stats, x_D[j], y_D[j], x_D[k], y_D[k], step)))
   print(f'{args.workdir} step {args.step}: alpha = {nets.hp.inner_lr}, '
         f'{len(rows)} (K, J_i) pairs over {args.batches} batches; '
         'median [min, max]')
